@@ -1,0 +1,211 @@
+//! The command line of `product.md`: `serve`, `check` and `render`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::diagnostic::Severity;
+use crate::map::Mapped;
+use crate::route::Groups;
+use crate::verify::{ContentKind, Webhook};
+
+/// fxhook: webhooks from CI, monitoring and Git hosts, delivered as Fxiaoke cards.
+#[derive(Debug, Parser)]
+#[command(name = "fxhook", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (HTTP listener and delivery worker).
+    Serve {
+        /// Configuration file (default: fxhook.yaml when present, else built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Load the configuration and every mapping file and report each problem as FILE:LINE:COL.
+    Check {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Map and route one payload offline (no signature check, no send) and print the messages.
+    Render {
+        /// Source name (the mapping file's name without .yaml).
+        #[arg(long)]
+        source: String,
+        /// The JSON payload file.
+        #[arg(long)]
+        payload: PathBuf,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long = "header", value_name = "'Name: value'")]
+        headers: Vec<String>,
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::Check { config } => check(config.as_deref()),
+        Command::Render {
+            source,
+            payload,
+            headers,
+            config,
+        } => render(&source, &payload, &headers, config.as_deref()),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
+}
+
+fn serve(config: Option<&Path>) -> ExitCode {
+    crate::telemetry::init();
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let result = actix_web::rt::System::new().block_on(async move {
+        crate::startup::Application::build(settings)
+            .await?
+            .run_until_stopped()
+            .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fxhook stopped");
+            fail(&e)
+        }
+    }
+}
+
+fn check(config: Option<&Path>) -> ExitCode {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let groups = match Groups::new(&settings.groups) {
+        Ok(g) => g,
+        Err(e) => return fail(&anyhow::anyhow!(e)),
+    };
+    let set = match crate::source::load_dir(&settings.mappings.dir, &groups) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let mut errors = 0;
+    let mut warnings = 0;
+    for d in &set.diagnostics {
+        match d.severity {
+            Severity::Error => {
+                errors += 1;
+                println!("{d}");
+            }
+            Severity::Warning => {
+                warnings += 1;
+                eprintln!("{d}");
+            }
+        }
+    }
+    eprintln!(
+        "checked {} mapping file(s): {errors} error(s), {warnings} warning(s)",
+        set.sources.len() + set.rejected.len()
+    );
+    if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn parse_headers(lines: &[String]) -> anyhow::Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .with_context(|| format!("--header {line:?} is not 'Name: value'"))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .with_context(|| format!("--header {line:?}: bad header name"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .with_context(|| format!("--header {line:?}: bad header value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn render(source: &str, payload: &Path, headers: &[String], config: Option<&Path>) -> ExitCode {
+    match render_json(source, payload, headers, config) {
+        Ok(doc) => {
+            println!("{doc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// The document `fxhook render` prints.
+///
+/// # Errors
+/// Unreadable inputs, a mapping file with errors, a mapping failure.
+pub fn render_json(
+    source: &str,
+    payload: &Path,
+    headers: &[String],
+    config: Option<&Path>,
+) -> anyhow::Result<serde_json::Value> {
+    let settings = Settings::load(config)?;
+    let groups = Groups::new(&settings.groups).map_err(anyhow::Error::msg)?;
+    let tz = settings.timezone()?;
+    let file = ["yaml", "yml"]
+        .iter()
+        .map(|ext| settings.mappings.dir.join(format!("{source}.{ext}")))
+        .find(|p| p.exists())
+        .with_context(|| {
+            format!(
+                "no mapping file {source}.yaml in {}",
+                settings.mappings.dir.display()
+            )
+        })?;
+    let (loaded, diagnostics) = crate::source::load_file(&file, &groups);
+    for d in &diagnostics {
+        eprintln!("{d}");
+    }
+    let loaded = loaded.with_context(|| format!("{} has errors", file.display()))?;
+    let body =
+        std::fs::read(payload).with_context(|| format!("cannot read {}", payload.display()))?;
+    let webhook = Webhook {
+        headers: parse_headers(headers)?,
+        body: body.into(),
+        content: ContentKind::Json,
+        received_at: std::time::SystemTime::now(),
+    };
+    let parsed = crate::verify::trust_offline(webhook)
+        .parse()
+        .with_context(|| format!("{} is not a JSON payload", payload.display()))?;
+    Ok(match loaded.mapping.map(&parsed, &groups, tz) {
+        Mapped::Ignored { reason } => serde_json::json!({"status": "ignored", "reason": reason}),
+        Mapped::Rendered { rule, messages } => {
+            if messages.iter().any(|m| m.to_user.is_empty()) {
+                eprintln!(
+                    "warning: rule {rule} reaches no recipient: the message would be stored as failed (no recipients)"
+                );
+            }
+            serde_json::json!({"status": "rendered", "rule": rule, "messages": messages})
+        }
+        Mapped::Failed { rule, reason } => anyhow::bail!("rule {rule}: {reason}"),
+    })
+}

@@ -1,0 +1,438 @@
+//! Configuration: one YAML file, then `FXHOOK__SECTION__KEY` environment variables, on top of the
+//! embedded defaults of `product.md`. Everything is checked here, at start-up, so that a bad value
+//! stops the process with a message naming its key instead of failing at the first request.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The whole configuration, as read from the file and the environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The HTTP listener.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// The embedded database.
+    #[serde(default)]
+    pub store: StoreSettings,
+    /// Where the mapping files are and how they are read.
+    #[serde(default)]
+    pub mappings: MappingSettings,
+    /// The vendor account used for delivery.
+    #[serde(default)]
+    pub fxiaoke: FxiaokeSettings,
+    /// Retry schedule, pacing and retention of the delivery worker.
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+    /// Named recipient groups: group name → Fxiaoke employee ids.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// The admin API.
+    #[serde(default)]
+    pub admin: AdminSettings,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// `server.*`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Largest accepted request body, in bytes; larger ones get 413 before they are buffered.
+    pub max_body_bytes: usize,
+    /// Reverse proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            trusted_proxies: Vec::new(),
+            workers: 0,
+        }
+    }
+}
+
+/// `store.*`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// The SQLite database file; its directory is created when missing.
+    pub path: PathBuf,
+    /// How long a delivery id is remembered: a second request with it inside the window is a duplicate.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// Most events committed in one transaction (group commit).
+    pub commit_batch: usize,
+    /// Accepted events waiting for their commit before new requests get 503 + Retry-After.
+    pub pending_limit: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/fxhook.db"),
+            dedup_window: Duration::from_secs(24 * 3600),
+            commit_batch: 64,
+            pending_limit: 10_000,
+        }
+    }
+}
+
+/// `mappings.*`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingSettings {
+    /// Directory of `<source>.yaml` files.
+    pub dir: PathBuf,
+    /// Reload mapping files when they change.
+    pub watch: bool,
+    /// Time zone of the `date` filter (an IANA name).
+    pub timezone: String,
+}
+
+impl Default for MappingSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("mappings"),
+            watch: true,
+            timezone: "Asia/Shanghai".into(),
+        }
+    }
+}
+
+/// `fxiaoke.*`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FxiaokeSettings {
+    /// API host: `https://open.fxiaoke.com` or a dedicated cloud's host.
+    pub base_url: String,
+    /// The self-built app's id.
+    pub app_id: Option<String>,
+    /// The self-built app's secret.
+    pub app_secret: Option<SecretString>,
+    /// The enterprise's permanent code.
+    pub permanent_code: Option<SecretString>,
+    /// The acting employee id sent as `x-fs-userid`.
+    pub user_id: Option<String>,
+    /// Log and mark delivered instead of sending.
+    pub dry_run: bool,
+}
+
+impl Default for FxiaokeSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://open.fxiaoke.com".into(),
+            app_id: None,
+            app_secret: None,
+            permanent_code: None,
+            user_id: None,
+            dry_run: false,
+        }
+    }
+}
+
+impl FxiaokeSettings {
+    /// True when every credential needed for a live send is present.
+    pub fn has_credentials(&self) -> bool {
+        use secrecy::ExposeSecret;
+        let set = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.trim().is_empty());
+        let set_secret = |s: &Option<SecretString>| {
+            s.as_ref()
+                .is_some_and(|v| !v.expose_secret().trim().is_empty())
+        };
+        set(&self.app_id)
+            && set(&self.user_id)
+            && set_secret(&self.app_secret)
+            && set_secret(&self.permanent_code)
+    }
+
+    /// Dry run when asked for, or when there is nothing to send with.
+    pub fn effective_dry_run(&self) -> bool {
+        self.dry_run || !self.has_credentials()
+    }
+}
+
+/// `delivery.*`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// Delays between attempts (each with ±20% jitter).
+    #[serde(deserialize_with = "durations")]
+    pub retry_schedule: Vec<Duration>,
+    /// Sends allowed per `rate_window`.
+    pub rate_limit: u32,
+    /// The window of `rate_limit`.
+    #[serde(with = "humantime_serde")]
+    pub rate_window: Duration,
+    /// Connection timeout towards the vendor.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Whole-request timeout towards the vendor.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long delivered events and their payloads are kept.
+    #[serde(with = "humantime_serde")]
+    pub keep_delivered: Duration,
+    /// How long dead events are kept.
+    #[serde(with = "humantime_serde")]
+    pub keep_dead: Duration,
+    /// How often the worker looks for due messages when nothing wakes it.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        Self {
+            retry_schedule: vec![
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+                m(2),
+                m(10),
+                m(30),
+                m(60),
+                m(120),
+                m(240),
+                m(480),
+            ],
+            rate_limit: 90,
+            rate_window: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            keep_delivered: Duration::from_secs(7 * 24 * 3600),
+            keep_dead: Duration::from_secs(30 * 24 * 3600),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `admin.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Bearer token of `/admin/*`; unset turns the admin API off.
+    pub token: Option<SecretString>,
+}
+
+/// `metrics.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Bearer token of `/metrics`; unset leaves it open.
+    pub token: Option<SecretString>,
+}
+
+/// A list of durations written as `5s`, `2m`, `1h`.
+fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let texts: Vec<String> = Vec::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| {
+            humantime::parse_duration(t.trim()).map_err(|e| {
+                serde::de::Error::custom(format!("{t:?} is not a duration such as 30s or 2m: {e}"))
+            })
+        })
+        .collect()
+}
+
+impl Settings {
+    /// Reads the configuration: `file` if given, else `fxhook.yaml` when present, else the
+    /// embedded defaults; then the `FXHOOK__SECTION__KEY` variables.
+    ///
+    /// # Errors
+    /// A missing explicit file, YAML that does not parse, an unknown key or a bad value; the
+    /// message names the key.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut builder = config::Config::builder();
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                builder = builder.add_source(
+                    config::File::from(path.to_path_buf()).format(config::FileFormat::Yaml),
+                );
+            }
+            None => {
+                let default = Path::new("fxhook.yaml");
+                if default.exists() {
+                    builder = builder.add_source(
+                        config::File::from(default.to_path_buf()).format(config::FileFormat::Yaml),
+                    );
+                }
+            }
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("FXHOOK")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("server.trusted_proxies")
+                .with_list_parse_key("delivery.retry_schedule"),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: addresses, ranges, names.
+    fn validate(&self) -> anyhow::Result<()> {
+        self.listen_addr()?;
+        if self.server.max_body_bytes == 0 {
+            bail!("invalid configuration: server.max_body_bytes must be greater than 0");
+        }
+        for proxy in &self.server.trusted_proxies {
+            parse_ip_range(proxy).with_context(|| {
+                format!("invalid configuration: server.trusted_proxies: {proxy:?} is not an IP address or CIDR range")
+            })?;
+        }
+        self.timezone()?;
+        if self.store.commit_batch == 0 {
+            bail!("invalid configuration: store.commit_batch must be greater than 0");
+        }
+        if self.store.pending_limit == 0 {
+            bail!("invalid configuration: store.pending_limit must be greater than 0");
+        }
+        if self.delivery.rate_limit == 0 || self.delivery.rate_window.is_zero() {
+            bail!(
+                "invalid configuration: delivery.rate_limit and delivery.rate_window must be greater than 0"
+            );
+        }
+        if self.delivery.retry_schedule.is_empty() {
+            bail!("invalid configuration: delivery.retry_schedule must list at least one delay");
+        }
+        let base = self.fxiaoke.base_url.trim();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            bail!(
+                "invalid configuration: fxiaoke.base_url must start with https:// (got {base:?})"
+            );
+        }
+        for (group, ids) in &self.groups {
+            if let Some(pos) = ids.iter().position(|id| id.trim().is_empty()) {
+                bail!("invalid configuration: groups.{group}[{pos}] is an empty employee id");
+            }
+        }
+        Ok(())
+    }
+
+    /// `server.listen` as a socket address.
+    ///
+    /// # Errors
+    /// When it is not `IP:PORT`.
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.server.listen.parse().with_context(|| {
+            format!(
+                "invalid configuration: server.listen: {:?} is not an IP:PORT address",
+                self.server.listen
+            )
+        })
+    }
+
+    /// `mappings.timezone` as a time zone.
+    ///
+    /// # Errors
+    /// When it is not an IANA zone name.
+    pub fn timezone(&self) -> anyhow::Result<chrono_tz::Tz> {
+        self.mappings.timezone.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "invalid configuration: mappings.timezone: {:?} is not an IANA time zone such as Asia/Shanghai",
+                self.mappings.timezone
+            )
+        })
+    }
+}
+
+/// An IP address or a CIDR range, as written in `server.trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// True when `ip` is inside the range.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map(V4).unwrap_or(V6(v6)),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (V4(net), V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (V6(net), V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Parses `10.0.0.1` or `10.0.0.0/8` or `::1`.
+///
+/// # Errors
+/// When the text is neither.
+pub fn parse_ip_range(text: &str) -> anyhow::Result<IpRange> {
+    let (addr, prefix) = match text.trim().split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text.trim(), None),
+    };
+    let network: std::net::IpAddr = addr.parse().context("not an IP address")?;
+    let max = if network.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .context("bad prefix length")?,
+        None => max,
+    };
+    Ok(IpRange { network, prefix })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cidr_range_contains_its_addresses_and_not_others() {
+        let range = parse_ip_range("10.1.0.0/16").unwrap();
+        assert!(range.contains("10.1.200.3".parse().unwrap()));
+        assert!(!range.contains("10.2.0.1".parse().unwrap()));
+        let one = parse_ip_range("::1").unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(parse_ip_range("10.0.0.0/33").is_err());
+        assert!(parse_ip_range("nonsense").is_err());
+    }
+
+    #[test]
+    fn credentials_missing_means_dry_run() {
+        let s = FxiaokeSettings::default();
+        assert!(s.effective_dry_run());
+    }
+}

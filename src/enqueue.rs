@@ -1,0 +1,315 @@
+//! Enqueue: the fifth step. One writer thread owns the ingest connection and commits accepted
+//! events in small groups (group commit): it takes every event waiting in its channel, up to
+//! `store.commit_batch`, writes them in one transaction with `synchronous=FULL`, and only then
+//! answers each request. So a 202 is never sent before its own rows are durable, and one fsync
+//! serves many requests under load.
+//!
+//! Dedup lives here too: checking and recording a delivery id in the same transaction as the
+//! event makes two concurrent requests with one id impossible to both accept.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::store::unix_ms;
+
+/// A message rendered from an event, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The exact `/cgi/message/send` body.
+    pub body: String,
+    /// `None`: queued for delivery; `Some(reason)`: stored as failed (no recipients, …).
+    pub failed: Option<String>,
+}
+
+/// What mapping made of an event.
+#[derive(Debug, Clone)]
+pub enum EventOutcome {
+    /// Rendered into these messages by the named rule.
+    Mapped {
+        /// The rule that matched.
+        rule: String,
+        /// Its messages.
+        messages: Vec<NewMessage>,
+    },
+    /// Mapping failed; kept for a re-map.
+    Failed {
+        /// The rule that matched, if one did.
+        rule: Option<String>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An accepted event to commit.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Its id, returned to the sender.
+    pub id: String,
+    /// Source name.
+    pub source: String,
+    /// Event type, when the sender names it.
+    pub event_type: Option<String>,
+    /// Delivery id used for dedup.
+    pub delivery_id: Option<String>,
+    /// Arrival time.
+    pub received_at: SystemTime,
+    /// Headers as a JSON object, credentials removed.
+    pub headers: String,
+    /// The verified JSON payload.
+    pub payload: Bytes,
+    /// The mapping result.
+    pub outcome: EventOutcome,
+}
+
+/// What the commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Stored under this id.
+    Accepted(String),
+    /// A delivery id already seen within the window: nothing stored; the first event's id.
+    Duplicate(String),
+}
+
+/// Why an event was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// Too many events wait for their commit; the sender should retry later.
+    #[error("the store is busy")]
+    Busy,
+    /// The database failed.
+    #[error("the store cannot take the event")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+struct Job {
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Committed, String>>,
+}
+
+/// Settings of the writer.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    /// Most events per transaction.
+    pub batch: usize,
+    /// Events that may wait for a commit.
+    pub pending_limit: usize,
+    /// Dedup window.
+    pub dedup_window: Duration,
+}
+
+/// The handle requests use to commit events.
+#[derive(Clone)]
+pub struct Enqueuer {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Starts the writer thread on `conn`. It stops when every [`Enqueuer`] is dropped.
+/// `delivered` is notified after each commit that queued messages.
+///
+/// # Errors
+/// The thread cannot be spawned.
+pub fn start(
+    conn: Connection,
+    settings: WriterSettings,
+    queued: std::sync::Arc<Notify>,
+) -> anyhow::Result<(Enqueuer, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel(settings.pending_limit);
+    let handle = std::thread::Builder::new()
+        .name("fxhook-writer".into())
+        .spawn(move || Writer::new(conn, settings, queued).run(rx))
+        .context("cannot start the store writer")?;
+    Ok((Enqueuer { tx }, handle))
+}
+
+impl Enqueuer {
+    /// True while the writer thread runs.
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Commits `event` durably (or finds it a duplicate).
+    ///
+    /// # Errors
+    /// [`EnqueueError::Busy`] when the writer is saturated, [`EnqueueError::Unavailable`] when
+    /// the database failed.
+    pub async fn commit(&self, event: NewEvent) -> Result<Committed, EnqueueError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(Job { event, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => EnqueueError::Busy,
+                mpsc::error::TrySendError::Closed(_) => {
+                    EnqueueError::Unavailable(anyhow::anyhow!("the store writer has stopped"))
+                }
+            })?;
+        answer
+            .await
+            .map_err(|_| EnqueueError::Unavailable(anyhow::anyhow!("the store writer stopped")))?
+            .map_err(|e| EnqueueError::Unavailable(anyhow::anyhow!(e)))
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    settings: WriterSettings,
+    queued: std::sync::Arc<Notify>,
+    last_prune: SystemTime,
+}
+
+impl Writer {
+    fn new(conn: Connection, settings: WriterSettings, queued: std::sync::Arc<Notify>) -> Self {
+        Writer {
+            conn,
+            settings,
+            queued,
+            last_prune: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(self.settings.batch);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.settings.batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let results = self.write(&batch);
+            let mut wake = false;
+            for (job, result) in batch.drain(..).zip(results) {
+                wake |= matches!(&result, Ok(Committed::Accepted(_)))
+                    && matches!(&job.event.outcome, EventOutcome::Mapped { .. });
+                // The requester may have gone (client hung up): the event is stored regardless.
+                let _ = job.reply.send(result);
+            }
+            if wake {
+                self.queued.notify_one();
+            }
+            self.prune_dedup();
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    /// Writes one group in one transaction; each event in its own savepoint so that one bad
+    /// event does not refuse the others.
+    fn write(&mut self, batch: &[Job]) -> Vec<Result<Committed, String>> {
+        let window = self.settings.dedup_window;
+        let mut attempt = || -> anyhow::Result<Vec<Result<Committed, String>>> {
+            let mut tx = self.conn.transaction()?;
+            let mut results = Vec::with_capacity(batch.len());
+            for job in batch {
+                let mut sp = tx.savepoint()?;
+                match insert(&sp, &job.event, window) {
+                    Ok(done) => {
+                        sp.commit()?;
+                        results.push(Ok(done));
+                    }
+                    Err(e) => {
+                        sp.rollback()?;
+                        tracing::error!(event_id = %job.event.id, error = format!("{e:#}"), "event not stored");
+                        results.push(Err(format!("{e:#}")));
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(results)
+        };
+        match attempt() {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    events = batch.len(),
+                    "group commit failed"
+                );
+                batch.iter().map(|_| Err(format!("{e:#}"))).collect()
+            }
+        }
+    }
+
+    fn prune_dedup(&mut self) {
+        let now = SystemTime::now();
+        if now
+            .duration_since(self.last_prune)
+            .is_ok_and(|d| d < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.last_prune = now;
+        let cutoff = unix_ms(now) - self.settings.dedup_window.as_millis() as i64;
+        if let Err(e) = self
+            .conn
+            .execute("DELETE FROM dedup WHERE seen_at < ?1", params![cutoff])
+        {
+            tracing::warn!(error = %e, "cannot prune old delivery ids");
+        }
+    }
+}
+
+fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<Committed> {
+    let received = unix_ms(ev.received_at);
+    if let Some(delivery_id) = &ev.delivery_id {
+        let seen: Option<(String, i64)> = conn
+            .query_row(
+                "SELECT event_id, seen_at FROM dedup WHERE source = ?1 AND delivery_id = ?2",
+                params![ev.source, delivery_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((first, seen_at)) = seen
+            && received - seen_at < window.as_millis() as i64
+        {
+            return Ok(Committed::Duplicate(first));
+        }
+        conn.execute(
+            "INSERT OR REPLACE INTO dedup (source, delivery_id, event_id, seen_at) VALUES (?1, ?2, ?3, ?4)",
+            params![ev.source, delivery_id, ev.id, received],
+        )?;
+    }
+    let (state, rule, error, messages) = match &ev.outcome {
+        EventOutcome::Mapped { rule, messages } => {
+            ("mapped", Some(rule.as_str()), None, &messages[..])
+        }
+        EventOutcome::Failed { rule, reason } => {
+            ("failed", rule.as_deref(), Some(reason.as_str()), &[][..])
+        }
+    };
+    conn.execute(
+        "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload, state, rule, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            ev.id,
+            ev.source,
+            ev.event_type,
+            ev.delivery_id,
+            received,
+            ev.headers,
+            &ev.payload[..],
+            state,
+            rule,
+            error
+        ],
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?5, ?5)",
+    )?;
+    for (seq, m) in messages.iter().enumerate() {
+        let state = if m.failed.is_some() {
+            "failed"
+        } else {
+            "queued"
+        };
+        stmt.execute(params![
+            ev.id, seq as i64, m.body, state, received, m.failed
+        ])?;
+    }
+    Ok(Committed::Accepted(ev.id.clone()))
+}

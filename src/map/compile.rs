@@ -1,0 +1,317 @@
+//! Compiles the rules of a mapping file: every JSONPath and template is parsed here, once, and
+//! every problem is reported at its `line:col` in the file.
+
+use serde_saphyr::Spanned;
+
+use super::jsonpath::JsonPath;
+use super::spec::{CardSpec, IgnoreSpec, RowSpec, RuleSpec, Text, WhenSpec};
+use super::template::{CompileOptions, Template};
+use super::{Action, CardTemplate, Condition, Mapping, Recipient, RowTemplate, Rule};
+use crate::diagnostic::Reporter;
+use crate::route::{Groups, RecipientId};
+
+/// Default cap of a row list.
+pub const DEFAULT_MAX_ROWS: usize = 10;
+
+const TOP: CompileOptions = CompileOptions {
+    allow_element: false,
+};
+const ELEMENT: CompileOptions = CompileOptions {
+    allow_element: true,
+};
+
+/// Compiles `rules`; problems go to `report`. The result is only meaningful when `report` has
+/// no errors.
+pub fn compile_rules(
+    rules: &[Spanned<RuleSpec>],
+    groups: &Groups,
+    report: &mut Reporter,
+) -> Mapping {
+    let rules = rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| compile_rule(i, r, groups, report))
+        .collect();
+    Mapping { rules }
+}
+
+fn template(text: &Text, opts: &CompileOptions, report: &mut Reporter) -> Option<Template> {
+    Template::compile(&text.value, opts)
+        .map_err(|e| report.error_in_scalar(&text.referenced, e.offset, e.message))
+        .ok()
+}
+
+fn path(text: &Text, report: &mut Reporter) -> Option<JsonPath> {
+    let compiled = JsonPath::compile(text.value.trim())
+        .map_err(|e| {
+            report.error_in_scalar(
+                &text.referenced,
+                e.offset,
+                format!("invalid JSONPath: {}", e.message),
+            )
+        })
+        .ok()?;
+    if compiled.is_relative() {
+        report.error(
+            &text.referenced,
+            "@ is only allowed inside a row list (each:)",
+        );
+        return None;
+    }
+    Some(compiled)
+}
+
+fn compile_rule(
+    index: usize,
+    spanned: &Spanned<RuleSpec>,
+    groups: &Groups,
+    report: &mut Reporter,
+) -> Option<Rule> {
+    let spec = &spanned.value;
+    let name = spec
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("rule {}", index + 1));
+    let when = match &spec.when {
+        Some(w) => compile_when(w, report),
+        None => Some(Condition::default()),
+    };
+    let ignore = match &spec.ignore {
+        None | Some(IgnoreSpec::Flag(false)) => None,
+        Some(IgnoreSpec::Flag(true)) => Some(format!("ignored by rule {name}")),
+        Some(IgnoreSpec::Reason(r)) => Some(r.clone()),
+    };
+    let action = match (ignore, &spec.card) {
+        (Some(_), Some(card)) => {
+            report.error(
+                &card.referenced,
+                format!("rule {name} both ignores and has a card: choose one"),
+            );
+            None
+        }
+        (Some(reason), None) => Some(Action::Ignore(reason)),
+        (None, None) => {
+            report.error(
+                &spanned.referenced,
+                format!("rule {name} needs a `card` or `ignore`"),
+            );
+            None
+        }
+        (None, Some(card)) => {
+            let card = compile_card(&card.value, report);
+            let to = compile_recipients(&name, spec, groups, report);
+            let fallback = match &spec.fallback {
+                Some(f) if !groups.contains(&f.value) => {
+                    report.error(
+                        &f.referenced,
+                        format!("unknown group {:?} (known: {})", f.value, known(groups)),
+                    );
+                    None
+                }
+                Some(f) => Some(f.value.clone()),
+                None => Some("default".to_string()),
+            };
+            match (card, to, fallback) {
+                (Some(card), Some(to), Some(fallback)) => {
+                    warn_if_only_empty(&name, &to, &fallback, groups, &spanned.referenced, report);
+                    Some(Action::Send { to, fallback, card })
+                }
+                _ => None,
+            }
+        }
+    };
+    Some(Rule {
+        name,
+        when: when?,
+        action: action?,
+    })
+}
+
+fn known(groups: &Groups) -> String {
+    groups.names().collect::<Vec<_>>().join(", ")
+}
+
+fn compile_recipients(
+    rule: &str,
+    spec: &RuleSpec,
+    groups: &Groups,
+    report: &mut Reporter,
+) -> Option<Vec<Recipient>> {
+    let mut ok = true;
+    let mut out = Vec::new();
+    for entry in &spec.to {
+        let text = entry.value.trim();
+        if let Some(id) = text.strip_prefix("id:") {
+            match RecipientId::try_from(id.to_string()) {
+                Ok(id) => out.push(Recipient::Id(id)),
+                Err(e) => {
+                    report.error(&entry.referenced, format!("rule {rule}: {e}"));
+                    ok = false;
+                }
+            }
+        } else if text.contains('{') {
+            match template(entry, &TOP, report) {
+                Some(t) => out.push(Recipient::Lookup(t)),
+                None => ok = false,
+            }
+        } else if groups.contains(text) {
+            out.push(Recipient::Group(text.to_string()));
+        } else {
+            report.error(
+                &entry.referenced,
+                format!(
+                    "unknown group {text:?} (known: {}; write id:{text} for an employee id)",
+                    known(groups)
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(out)
+}
+
+fn warn_if_only_empty(
+    rule: &str,
+    to: &[Recipient],
+    fallback: &str,
+    groups: &Groups,
+    at: &serde_saphyr::Location,
+    report: &mut Reporter,
+) {
+    let empty = |g: &str| groups.get(g).is_none_or(<[_]>::is_empty);
+    let reaches_someone = to.iter().any(|r| match r {
+        Recipient::Group(g) => !empty(g),
+        Recipient::Id(_) => true,
+        Recipient::Lookup(_) => groups.names().any(|g| !empty(g)),
+    }) || !empty(fallback);
+    if !reaches_someone {
+        let target = if to.is_empty() {
+            format!("group {fallback}")
+        } else {
+            "only empty groups".to_string()
+        };
+        report.warning(
+            at,
+            format!("rule {rule} can reach {target}: its messages will be stored as failed (no recipients) until a group is filled"),
+        );
+    }
+}
+
+fn compile_when(when: &Spanned<WhenSpec>, report: &mut Reporter) -> Option<Condition> {
+    let w = &when.value;
+    let mut ok = true;
+    let mut cond = Condition::default();
+    for (name, values) in &w.header {
+        if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            report.error_in_key(
+                &values.referenced,
+                name,
+                0,
+                format!("{name:?} is not a valid header name"),
+            );
+            ok = false;
+        }
+        cond.headers
+            .push((name.to_ascii_lowercase(), values.value.values()));
+    }
+    for (expr, values) in &w.matches {
+        let trimmed = expr.trim();
+        if !trimmed.starts_with('$') {
+            report.error_in_key(
+                &values.referenced,
+                expr,
+                0,
+                "a match key is a JSONPath starting with $",
+            );
+            ok = false;
+            continue;
+        }
+        match Template::compile(&format!("{{{trimmed}}}"), &TOP) {
+            Ok(t) => cond.matches.push((t, values.value.values())),
+            Err(e) => {
+                let offset = e.offset.saturating_sub(1);
+                report.error_in_key(&values.referenced, trimmed, offset, e.message);
+                ok = false;
+            }
+        }
+    }
+    for (list, target) in [
+        (&w.exists, &mut cond.exists),
+        (&w.missing, &mut cond.missing),
+    ] {
+        for p in list {
+            match path(p, report) {
+                Some(p) => target.push(p),
+                None => ok = false,
+            }
+        }
+    }
+    ok.then_some(cond)
+}
+
+fn compile_card(card: &CardSpec, report: &mut Reporter) -> Option<CardTemplate> {
+    let title = template(&card.title, &TOP, report);
+    let first = card.first.as_ref().map(|t| template(t, &TOP, report));
+    let remark = card.remark.as_ref().map(|t| template(t, &TOP, report));
+    let link_title = template(&card.link.value.title, &TOP, report);
+    let link_url = template(&card.link.value.url, &TOP, report);
+    let rows: Vec<Option<RowTemplate>> = card.rows.iter().map(|r| compile_row(r, report)).collect();
+    Some(CardTemplate {
+        title: title?,
+        first: first.transpose_all()?,
+        rows: rows.into_iter().collect::<Option<Vec<_>>>()?,
+        remark: remark.transpose_all()?,
+        link_title: link_title?,
+        link_url: link_url?,
+    })
+}
+
+/// `Some(None)` → failed, `None` → absent, `Some(Some(t))` → present.
+trait TransposeAll<T> {
+    fn transpose_all(self) -> Option<Option<T>>;
+}
+
+impl<T> TransposeAll<T> for Option<Option<T>> {
+    fn transpose_all(self) -> Option<Option<T>> {
+        match self {
+            None => Some(None),
+            Some(None) => None,
+            Some(Some(t)) => Some(Some(t)),
+        }
+    }
+}
+
+fn compile_row(row: &Spanned<RowSpec>, report: &mut Reporter) -> Option<RowTemplate> {
+    let spec = &row.value;
+    match &spec.each {
+        None => {
+            if spec.max.is_some() {
+                report.error(
+                    &row.referenced,
+                    "`max` only applies to a row list: add `each`",
+                );
+            }
+            let label = template(&spec.label, &TOP, report);
+            let value = template(&spec.value, &TOP, report);
+            Some(RowTemplate::One {
+                label: label?,
+                value: value?,
+            })
+        }
+        Some(each) => {
+            let p = path(each, report);
+            let max = spec.max.unwrap_or(DEFAULT_MAX_ROWS);
+            if max == 0 {
+                report.error(&row.referenced, "`max` must be at least 1");
+            }
+            let label = template(&spec.label, &ELEMENT, report);
+            let value = template(&spec.value, &ELEMENT, report);
+            Some(RowTemplate::Each {
+                path: p?,
+                max,
+                label: label?,
+                value: value?,
+            })
+        }
+    }
+}

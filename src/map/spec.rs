@@ -1,0 +1,152 @@
+//! What admins write in a mapping file, exactly as read from YAML (with positions). Nothing here
+//! is usable at run time: [`super::compile`] turns it into a [`super::Mapping`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::verify::spec::VerifySpec;
+
+/// A text with the position where it was written.
+pub type Text = Spanned<String>;
+
+/// A whole mapping file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingFile {
+    /// How requests are verified.
+    pub verify: Spanned<VerifySpec>,
+    /// Where the delivery id is; default: the preset's header.
+    #[serde(default)]
+    pub dedup: Option<Spanned<DedupSpec>>,
+    /// The rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<Spanned<RuleSpec>>,
+}
+
+/// `dedup:`: a header or a JSONPath (exactly one), or `false` to turn dedup off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSpec {
+    /// A header carrying the delivery id.
+    pub header: Option<Text>,
+    /// A JSONPath into the payload.
+    pub path: Option<Text>,
+    /// `false` turns dedup off even when the preset has a delivery id.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `ignore:` — `true`, or the reason to answer.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum IgnoreSpec {
+    /// `ignore: true` / `ignore: false`.
+    Flag(bool),
+    /// `ignore: "why"`.
+    Reason(String),
+}
+
+/// A value or a list of accepted values.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One accepted value.
+    One(String),
+    /// Any of these values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The accepted values.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A rule's condition: every listed test must hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenSpec {
+    /// Header name → accepted value(s).
+    #[serde(default)]
+    pub header: BTreeMap<String, Spanned<OneOrMany>>,
+    /// JSONPath → accepted value(s), compared as text.
+    #[serde(default, rename = "match")]
+    pub matches: BTreeMap<String, Spanned<OneOrMany>>,
+    /// JSONPaths that must match something non-null.
+    #[serde(default)]
+    pub exists: Vec<Text>,
+    /// JSONPaths that must match nothing (or null).
+    #[serde(default)]
+    pub missing: Vec<Text>,
+}
+
+/// One rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Name shown in `render`, logs and the store; default `rule N`.
+    pub name: Option<String>,
+    /// Condition; absent: always.
+    #[serde(default)]
+    pub when: Option<Spanned<WhenSpec>>,
+    /// Ignore matching events.
+    pub ignore: Option<IgnoreSpec>,
+    /// Recipients: group names, `id:<employee id>`, or templates whose text names a group.
+    #[serde(default)]
+    pub to: Vec<Text>,
+    /// Group used when every template recipient names no existing group; default `default`.
+    pub fallback: Option<Text>,
+    /// The card to build.
+    pub card: Option<Spanned<CardSpec>>,
+}
+
+/// The card of a rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSpec {
+    /// Head title (required).
+    pub title: Text,
+    /// First line.
+    pub first: Option<Text>,
+    /// Form rows.
+    #[serde(default)]
+    pub rows: Vec<Spanned<RowSpec>>,
+    /// Remark.
+    pub remark: Option<Text>,
+    /// Click-through link (required).
+    pub link: Spanned<LinkSpec>,
+}
+
+/// A row, or with `each` a list of rows over an array.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowSpec {
+    /// Label template.
+    pub label: Text,
+    /// Value template.
+    pub value: Text,
+    /// JSONPath of the array to expand over (`@` is the element inside label and value).
+    pub each: Option<Text>,
+    /// Most rows of the list before a "+N more" row (default 10).
+    pub max: Option<usize>,
+}
+
+/// The link.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Link text.
+    pub title: Text,
+    /// Link target.
+    pub url: Text,
+}

@@ -1,0 +1,1242 @@
+//! One-line templates used in card fields: literal text with `{ expression }` holes.
+//!
+//! This module owns the template syntax (`{$.ref | trim_prefix('refs/heads/') | upper}`,
+//! `{{`/`}}` for literal braces), its filters and the text rendering of JSON values.
+//! Everything is parsed and validated by [`Template::compile`] (paths, filter arguments,
+//! date formats); [`Template::render`] only evaluates and never fails.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, TimeZone};
+use serde_json::Value;
+
+use super::jsonpath::{JsonPath, Scope};
+
+/// Filter names, in the order they are listed in error messages.
+const KNOWN_FILTERS: &[&str] = &[
+    "default",
+    "count",
+    "truncate",
+    "first_line",
+    "join",
+    "trim_prefix",
+    "trim_suffix",
+    "replace",
+    "upper",
+    "lower",
+    "trim",
+    "date",
+    "json",
+];
+
+const DEFAULT_DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// Numbers above this are unix milliseconds rather than seconds.
+const MILLIS_THRESHOLD: i64 = 1_000_000_000_000;
+
+/// A compiled one-line template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+    literal_len: usize,
+}
+
+/// Why a template did not compile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateError {
+    /// Char offset in the template text pointing at the offending text.
+    pub offset: usize,
+    /// Short human-readable description.
+    pub message: String,
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (at char {})", self.message, self.offset)
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+/// Where a template is used, which decides what it may refer to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompileOptions {
+    /// false: `@` paths are an error ("@ is only allowed inside a row list (each:)").
+    pub allow_element: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Expr(Expr),
+}
+
+#[derive(Debug, Clone)]
+struct Expr {
+    primary: Primary,
+    filters: Vec<Filter>,
+}
+
+#[derive(Debug, Clone)]
+enum Primary {
+    Path(JsonPath),
+    /// A quoted literal, kept as a JSON string so it can be lent out without copying.
+    Literal(Value),
+}
+
+#[derive(Debug, Clone)]
+enum Filter {
+    Default(Value),
+    Count,
+    Truncate(usize),
+    FirstLine,
+    Join(String),
+    TrimPrefix(String),
+    TrimSuffix(String),
+    Replace(String, String),
+    Upper,
+    Lower,
+    Trim,
+    Date(Vec<Item<'static>>),
+    Json,
+}
+
+impl Template {
+    /// Parses and validates `text`; all later rendering works from the compiled form.
+    pub fn compile(text: &str, opts: &CompileOptions) -> Result<Template, TemplateError> {
+        let parts = Parser { text, pos: 0, opts }.parse()?;
+        let literal_len = parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.len(),
+                Part::Expr(_) => 0,
+            })
+            .sum();
+        Ok(Template {
+            source: text.to_string(),
+            parts,
+            literal_len,
+        })
+    }
+
+    /// Evaluates the template against `scope`. Never fails: missing values render as "".
+    pub fn render(&self, scope: &Scope) -> String {
+        let mut out = String::with_capacity(self.literal_len);
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Expr(e) => write_text(&mut out, &e.evaluate(scope)),
+            }
+        }
+        out
+    }
+
+    /// True when the template has no text and no expressions at all.
+    pub fn is_empty_literal(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The template text as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+impl Expr {
+    fn evaluate<'v>(&'v self, scope: &Scope<'v>) -> Cow<'v, Value> {
+        let mut value = match &self.primary {
+            Primary::Literal(v) => Cow::Borrowed(v),
+            Primary::Path(path) => {
+                let mut hits = path.query(scope);
+                match hits.len() {
+                    0 => Cow::Owned(Value::Null),
+                    1 => hits.pop().map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+                    _ => Cow::Owned(Value::Array(hits.into_iter().cloned().collect())),
+                }
+            }
+        };
+        for filter in &self.filters {
+            value = filter.apply(value, scope.tz);
+        }
+        value
+    }
+}
+
+impl Filter {
+    fn apply<'v>(&'v self, value: Cow<'v, Value>, tz: chrono_tz::Tz) -> Cow<'v, Value> {
+        match self {
+            Filter::Default(fallback) => {
+                if is_blank(&value) {
+                    Cow::Borrowed(fallback)
+                } else {
+                    value
+                }
+            }
+            Filter::Count => {
+                let n = match value.as_ref() {
+                    Value::Array(a) => a.len(),
+                    Value::Object(o) => o.len(),
+                    Value::Null => 0,
+                    _ => 1,
+                };
+                Cow::Owned(Value::from(n))
+            }
+            Filter::Join(sep) => match value.as_ref() {
+                Value::Array(items) => {
+                    let mut out = String::new();
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(sep);
+                        }
+                        write_text(&mut out, item);
+                    }
+                    Cow::Owned(Value::String(out))
+                }
+                Value::Null | Value::String(_) => value,
+                other => Cow::Owned(Value::String(text_of(other))),
+            },
+            Filter::Date(items) => match format_date(&value, items, tz) {
+                Some(text) => Cow::Owned(Value::String(text)),
+                None => value,
+            },
+            Filter::Json => Cow::Owned(Value::String(
+                serde_json::to_string(&*value).unwrap_or_default(),
+            )),
+            _ => self.apply_to_text(value),
+        }
+    }
+
+    /// Runs a string filter on the text rendering of `value`; null (missing) stays null.
+    fn apply_to_text<'v>(&self, value: Cow<'v, Value>) -> Cow<'v, Value> {
+        let changed = match value.as_ref() {
+            Value::Null => None,
+            Value::String(s) => match self.text_op(s) {
+                // Every borrowed result is a sub-slice of `s`: same length means unchanged.
+                Cow::Borrowed(r) if r.len() == s.len() => None,
+                other => Some(other.into_owned()),
+            },
+            other => Some(self.text_op(&text_of(other)).into_owned()),
+        };
+        match changed {
+            None => value,
+            Some(text) => Cow::Owned(Value::String(text)),
+        }
+    }
+
+    fn text_op<'s>(&self, s: &'s str) -> Cow<'s, str> {
+        match self {
+            Filter::Truncate(max) => truncate(s, *max),
+            Filter::FirstLine => {
+                let line = s.split('\n').next().unwrap_or(s);
+                Cow::Borrowed(line.trim_end())
+            }
+            Filter::TrimPrefix(p) => Cow::Borrowed(s.strip_prefix(p.as_str()).unwrap_or(s)),
+            Filter::TrimSuffix(p) => Cow::Borrowed(s.strip_suffix(p.as_str()).unwrap_or(s)),
+            Filter::Replace(from, to) => {
+                if s.contains(from.as_str()) {
+                    Cow::Owned(s.replace(from.as_str(), to))
+                } else {
+                    Cow::Borrowed(s)
+                }
+            }
+            Filter::Upper => Cow::Owned(s.to_uppercase()),
+            Filter::Lower => Cow::Owned(s.to_lowercase()),
+            Filter::Trim => Cow::Borrowed(s.trim()),
+            _ => Cow::Borrowed(s),
+        }
+    }
+}
+
+/// Null, "" and [] count as "no value" for `default`.
+fn is_blank(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// At most `max` chars, ending with `…` when cut.
+fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+    if s.char_indices().nth(max).is_none() {
+        return Cow::Borrowed(s);
+    }
+    let keep = max.saturating_sub(1);
+    let end = s.char_indices().nth(keep).map_or(s.len(), |(i, _)| i);
+    let mut out = String::with_capacity(end + '…'.len_utf8());
+    out.push_str(&s[..end]);
+    out.push('…');
+    Cow::Owned(out)
+}
+
+/// Formats an RFC 3339 string or unix seconds/milliseconds in `tz`; `None` when it does not parse.
+fn format_date(value: &Value, items: &[Item<'static>], tz: chrono_tz::Tz) -> Option<String> {
+    let instant = match value {
+        Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
+            .ok()?
+            .with_timezone(&tz),
+        Value::Number(n) => {
+            let millis = match n.as_i64() {
+                Some(i) if i > MILLIS_THRESHOLD => i,
+                Some(i) => i.checked_mul(1000)?,
+                None => {
+                    let f = n.as_f64().filter(|f| f.is_finite())?;
+                    // `as` saturates; out-of-range instants are rejected below.
+                    if f > MILLIS_THRESHOLD as f64 {
+                        f.round() as i64
+                    } else {
+                        (f * 1000.0).round() as i64
+                    }
+                }
+            };
+            tz.timestamp_millis_opt(millis).single()?
+        }
+        _ => return None,
+    };
+    let mut out = String::new();
+    write!(out, "{}", instant.format_with_items(items.iter())).ok()?;
+    Some(out)
+}
+
+/// The text rendering of a value as a new string.
+fn text_of(value: &Value) -> String {
+    let mut out = String::new();
+    write_text(&mut out, value);
+    out
+}
+
+/// Appends the text rendering of `value`: strings as-is, integers without `.0`, null as "",
+/// arrays joined with ", ", objects as compact JSON.
+fn write_text(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => {}
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::String(s) => out.push_str(s),
+        Value::Number(n) => {
+            // Writing to a String cannot fail.
+            let _ = match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => write!(out, "{i}"),
+                (None, Some(u), _) => write!(out, "{u}"),
+                (None, None, Some(f)) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    write!(out, "{}", f as i64)
+                }
+                _ => write!(out, "{n}"),
+            };
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_text(out, item);
+            }
+        }
+        Value::Object(_) => {
+            if let Ok(json) = serde_json::to_string(value) {
+                out.push_str(&json);
+            }
+        }
+    }
+}
+
+/// A filter argument with the byte position where it starts.
+struct Arg {
+    value: ArgValue,
+    at: usize,
+}
+
+enum ArgValue {
+    Str(String),
+    Int(i64),
+}
+
+/// What a filter expects in one argument position.
+enum ArgKind {
+    Str,
+    Int,
+    Any,
+}
+
+fn str_arg(args: &[Arg], i: usize) -> Option<&str> {
+    match args.get(i).map(|a| &a.value) {
+        Some(ArgValue::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn int_arg(args: &[Arg], i: usize) -> Option<i64> {
+    match args.get(i).map(|a| &a.value) {
+        Some(ArgValue::Int(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Recursive-descent parser over the template text; positions are byte offsets.
+struct Parser<'t> {
+    text: &'t str,
+    pos: usize,
+    opts: &'t CompileOptions,
+}
+
+impl Parser<'_> {
+    fn parse(mut self) -> Result<Vec<Part>, TemplateError> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        while let Some(c) = self.peek() {
+            let at = self.pos;
+            self.bump();
+            match c {
+                '{' if self.peek() == Some('{') => {
+                    self.bump();
+                    literal.push('{');
+                }
+                '}' if self.peek() == Some('}') => {
+                    self.bump();
+                    literal.push('}');
+                }
+                '}' => {
+                    return Err(self.error(at, "unmatched '}' (write '}}' for a literal brace)"));
+                }
+                '{' => {
+                    let expr = self.expression(at)?;
+                    if !literal.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut literal)));
+                    }
+                    parts.push(Part::Expr(expr));
+                }
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Text(literal));
+        }
+        Ok(parts)
+    }
+
+    /// Parses what follows the `{` at byte `open`, up to and including the closing `}`.
+    fn expression(&mut self, open: usize) -> Result<Expr, TemplateError> {
+        self.skip_ws();
+        let primary = match self.peek() {
+            None => return Err(self.unclosed(open)),
+            Some('}') => {
+                return Err(self.error(open, "empty expression (write '{{' for a literal brace)"));
+            }
+            Some('$' | '@') => Primary::Path(self.path(open)?),
+            Some(q @ ('\'' | '"')) => Primary::Literal(Value::String(self.string(q)?)),
+            Some(_) => {
+                return Err(self.error(
+                    self.pos,
+                    "expected a JSONPath ('$…' or '@…') or a quoted string",
+                ));
+            }
+        };
+        let mut filters = Vec::new();
+        loop {
+            self.skip_ws();
+            match self.peek() {
+                None => return Err(self.unclosed(open)),
+                Some('}') => {
+                    self.bump();
+                    return Ok(Expr { primary, filters });
+                }
+                Some('|') => {
+                    self.bump();
+                    self.skip_ws();
+                    filters.push(self.filter(open)?);
+                }
+                Some(_) => return Err(self.error(self.pos, "expected '|' or '}'")),
+            }
+        }
+    }
+
+    /// A JSONPath runs until a `|` or `}` outside brackets, parentheses and quotes.
+    fn path(&mut self, open: usize) -> Result<JsonPath, TemplateError> {
+        let start = self.pos;
+        let mut depth = 0usize;
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(self.unclosed(open));
+            };
+            if let Some(q) = quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            } else {
+                match c {
+                    '\'' | '"' => quote = Some(c),
+                    '[' | '(' => depth += 1,
+                    ']' | ')' => depth = depth.saturating_sub(1),
+                    '|' | '}' if depth == 0 => break,
+                    _ => {}
+                }
+            }
+            self.bump();
+        }
+        let text = self.text[start..self.pos].trim_end();
+        if text.starts_with('@') && !self.opts.allow_element {
+            return Err(self.error(start, "@ is only allowed inside a row list (each:)"));
+        }
+        JsonPath::compile(text).map_err(|e| TemplateError {
+            offset: char_offset(self.text, start) + e.offset,
+            message: format!("invalid JSONPath: {}", e.message),
+        })
+    }
+
+    /// A quoted string starting at the current quote char; `\` escapes the quote and itself.
+    fn string(&mut self, quote: char) -> Result<String, TemplateError> {
+        let open = self.pos;
+        self.bump();
+        let mut out = String::new();
+        loop {
+            match self.bump() {
+                None => return Err(self.error(open, "unclosed string literal")),
+                Some('\\') => match self.peek() {
+                    Some(c) if c == quote || c == '\\' => {
+                        self.bump();
+                        out.push(c);
+                    }
+                    _ => out.push('\\'),
+                },
+                Some(c) if c == quote => return Ok(out),
+                Some(c) => out.push(c),
+            }
+        }
+    }
+
+    /// `name` or `name(arg, …)`, checked against what each filter accepts.
+    fn filter(&mut self, open: usize) -> Result<Filter, TemplateError> {
+        let name_at = self.pos;
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            self.bump();
+        }
+        let name = &self.text[name_at..self.pos];
+        if name.is_empty() {
+            return match self.peek() {
+                None => Err(self.unclosed(open)),
+                Some(_) => Err(self.error(name_at, "expected a filter name after '|'")),
+            };
+        }
+        if !KNOWN_FILTERS.contains(&name) {
+            return Err(self.error(
+                name_at,
+                format!(
+                    "unknown filter '{name}' (known: {})",
+                    KNOWN_FILTERS.join(", ")
+                ),
+            ));
+        }
+        self.skip_ws();
+        let args = if self.peek() == Some('(') {
+            self.bump();
+            self.args(open)?
+        } else {
+            Vec::new()
+        };
+        self.build_filter(name, name_at, &args)
+    }
+
+    fn args(&mut self, open: usize) -> Result<Vec<Arg>, TemplateError> {
+        let mut args = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(')') {
+            self.bump();
+            return Ok(args);
+        }
+        loop {
+            self.skip_ws();
+            let at = self.pos;
+            let value = match self.peek() {
+                None => return Err(self.unclosed(open)),
+                Some(q @ ('\'' | '"')) => ArgValue::Str(self.string(q)?),
+                Some(c) if c == '-' || c.is_ascii_digit() => {
+                    self.bump();
+                    while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                        self.bump();
+                    }
+                    let digits = &self.text[at..self.pos];
+                    let n = digits
+                        .parse::<i64>()
+                        .map_err(|_| self.error(at, format!("invalid integer '{digits}'")))?;
+                    ArgValue::Int(n)
+                }
+                Some(_) => {
+                    return Err(self.error(at, "filter arguments are quoted strings or integers"));
+                }
+            };
+            args.push(Arg { value, at });
+            self.skip_ws();
+            match self.peek() {
+                Some(',') => {
+                    self.bump();
+                }
+                Some(')') => {
+                    self.bump();
+                    return Ok(args);
+                }
+                None => return Err(self.unclosed(open)),
+                Some(_) => {
+                    return Err(self.error(self.pos, "expected ',' or ')' after a filter argument"));
+                }
+            }
+        }
+    }
+
+    /// Checks the arguments against what filter `name` accepts and builds it.
+    fn build_filter(
+        &self,
+        name: &str,
+        name_at: usize,
+        args: &[Arg],
+    ) -> Result<Filter, TemplateError> {
+        use ArgKind::{Any, Int, Str};
+        // Where to point when an argument's value (not its shape) is wrong.
+        let first_at = args.first().map_or(name_at, |a| a.at);
+        let filter = match name {
+            "default" => {
+                self.check_args(
+                    name_at,
+                    args,
+                    &[Any],
+                    1,
+                    "default takes one string or integer argument",
+                )?;
+                Filter::Default(match args.first().map(|a| &a.value) {
+                    Some(ArgValue::Int(i)) => Value::from(*i),
+                    Some(ArgValue::Str(s)) => Value::String(s.clone()),
+                    None => Value::Null,
+                })
+            }
+            "truncate" => {
+                self.check_args(
+                    name_at,
+                    args,
+                    &[Int],
+                    1,
+                    "truncate takes one integer argument",
+                )?;
+                match int_arg(args, 0).map(usize::try_from) {
+                    Some(Ok(n)) if n >= 1 => Filter::Truncate(n),
+                    _ => return Err(self.error(first_at, "truncate length must be at least 1")),
+                }
+            }
+            "join" => {
+                let usage = "join takes at most one string argument (the separator)";
+                self.check_args(name_at, args, &[Str], 0, usage)?;
+                Filter::Join(str_arg(args, 0).unwrap_or(", ").to_string())
+            }
+            "date" => {
+                let usage = "date takes at most one string argument (the format)";
+                self.check_args(name_at, args, &[Str], 0, usage)?;
+                let format = str_arg(args, 0).unwrap_or(DEFAULT_DATE_FORMAT);
+                let items = StrftimeItems::new(format)
+                    .parse_to_owned()
+                    .map_err(|_| self.error(first_at, format!("invalid date format '{format}'")))?;
+                Filter::Date(items)
+            }
+            "trim_prefix" | "trim_suffix" => {
+                let usage = format!("{name} takes one string argument");
+                self.check_args(name_at, args, &[Str], 1, &usage)?;
+                let affix = str_arg(args, 0).unwrap_or_default().to_string();
+                if name == "trim_prefix" {
+                    Filter::TrimPrefix(affix)
+                } else {
+                    Filter::TrimSuffix(affix)
+                }
+            }
+            "replace" => {
+                let usage = "replace takes two string arguments ('from', 'to')";
+                self.check_args(name_at, args, &[Str, Str], 2, usage)?;
+                let from = str_arg(args, 0).unwrap_or_default();
+                if from.is_empty() {
+                    return Err(self.error(first_at, "replace needs a non-empty text to replace"));
+                }
+                Filter::Replace(
+                    from.to_string(),
+                    str_arg(args, 1).unwrap_or_default().to_string(),
+                )
+            }
+            "count" | "first_line" | "upper" | "lower" | "trim" | "json" => {
+                self.check_args(name_at, args, &[], 0, &format!("{name} takes no arguments"))?;
+                match name {
+                    "count" => Filter::Count,
+                    "first_line" => Filter::FirstLine,
+                    "upper" => Filter::Upper,
+                    "lower" => Filter::Lower,
+                    "trim" => Filter::Trim,
+                    _ => Filter::Json,
+                }
+            }
+            _ => return Err(self.error(name_at, format!("unknown filter '{name}'"))),
+        };
+        Ok(filter)
+    }
+
+    /// Checks the shape of a filter's arguments: at most `kinds.len()`, at least `required`,
+    /// each of its kind. Points at the name when one is missing, else at the wrong argument.
+    fn check_args(
+        &self,
+        name_at: usize,
+        args: &[Arg],
+        kinds: &[ArgKind],
+        required: usize,
+        usage: &str,
+    ) -> Result<(), TemplateError> {
+        if let Some(extra) = args.get(kinds.len()) {
+            return Err(self.error(extra.at, usage));
+        }
+        if args.len() < required {
+            return Err(self.error(name_at, usage));
+        }
+        for (arg, kind) in args.iter().zip(kinds) {
+            let fits = matches!(
+                (kind, &arg.value),
+                (ArgKind::Any, _)
+                    | (ArgKind::Str, ArgValue::Str(_))
+                    | (ArgKind::Int, ArgValue::Int(_))
+            );
+            if !fits {
+                return Err(self.error(arg.at, usage));
+            }
+        }
+        Ok(())
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.text
+            .get(self.pos..)
+            .and_then(|rest| rest.chars().next())
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.bump();
+        }
+    }
+
+    fn unclosed(&self, open: usize) -> TemplateError {
+        self.error(open, "unclosed '{'")
+    }
+
+    fn error(&self, byte: usize, message: impl Into<String>) -> TemplateError {
+        TemplateError {
+            offset: char_offset(self.text, byte),
+            message: message.into(),
+        }
+    }
+}
+
+/// Number of chars that start before byte `byte` of `text`.
+fn char_offset(text: &str, byte: usize) -> usize {
+    text.char_indices().take_while(|(i, _)| *i < byte).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ROW: CompileOptions = CompileOptions {
+        allow_element: true,
+    };
+    const TOP: CompileOptions = CompileOptions {
+        allow_element: false,
+    };
+
+    fn payload() -> Value {
+        json!({
+            "ref": "refs/heads/feature/x",
+            "title": "  Fix the build  ",
+            "message": "First line   \r\nsecond line\nthird",
+            "empty": "",
+            "none": null,
+            "zero": 0,
+            "ratio": 2.5,
+            "whole": 3.0,
+            "flag": true,
+            "labels": ["bug", "ui"],
+            "no_labels": [],
+            "meta": {"a": 1, "b": "x"},
+            "cjk": "你好世界，这是一个很长的标题😀😀",
+            "created": "2024-03-01T08:30:00Z",
+            "epoch": 1709281800,
+            "epoch_ms": 1709281800123i64,
+            "commits": [
+                {"id": "a1", "msg": "add x|y support", "author": {"name": "ada"}},
+                {"id": "b2", "msg": "fix }", "author": {"name": "bob"}}
+            ]
+        })
+    }
+
+    fn render_with(text: &str, root: &Value, tz: chrono_tz::Tz) -> String {
+        let template = Template::compile(text, &TOP).unwrap();
+        template.render(&Scope::new(root, tz))
+    }
+
+    fn render(text: &str) -> String {
+        render_with(text, &payload(), chrono_tz::UTC)
+    }
+
+    fn error(text: &str) -> TemplateError {
+        Template::compile(text, &TOP).unwrap_err()
+    }
+
+    #[test]
+    fn plain_text_renders_unchanged() {
+        assert_eq!(render("hello, world"), "hello, world");
+    }
+
+    #[test]
+    fn a_path_is_replaced_by_its_value() {
+        assert_eq!(render("branch: {$.ref}!"), "branch: refs/heads/feature/x!");
+    }
+
+    #[test]
+    fn whitespace_around_tokens_is_allowed() {
+        assert_eq!(
+            render("{  $.ref |  trim_prefix ( 'refs/heads/' )   |upper  }"),
+            "FEATURE/X"
+        );
+    }
+
+    #[test]
+    fn filters_are_applied_left_to_right() {
+        assert_eq!(
+            render("{$.ref | trim_prefix('refs/heads/') | upper}"),
+            "FEATURE/X"
+        );
+    }
+
+    #[test]
+    fn a_missing_value_renders_as_nothing() {
+        assert_eq!(render("[{$.nope.deeper}]"), "[]");
+    }
+
+    #[test]
+    fn a_missing_value_falls_back_to_the_default() {
+        assert_eq!(render("{$.nope | default('n/a')}"), "n/a");
+        assert_eq!(render("{$.none | default('n/a')}"), "n/a");
+    }
+
+    #[test]
+    fn an_empty_string_or_empty_list_also_falls_back_to_the_default() {
+        assert_eq!(render("{$.empty | default('-')}"), "-");
+        assert_eq!(render("{$.no_labels | default('-')}"), "-");
+    }
+
+    #[test]
+    fn a_present_value_ignores_the_default() {
+        assert_eq!(render("{$.zero | default('-')}"), "0");
+        assert_eq!(render("{$.flag | default(\"-\")}"), "true");
+    }
+
+    #[test]
+    fn default_accepts_an_integer() {
+        assert_eq!(render("{$.nope | default(0) | count}"), "1");
+        assert_eq!(render("{$.nope | default(-5)}"), "-5");
+    }
+
+    #[test]
+    fn count_measures_lists_objects_and_missing_values() {
+        assert_eq!(render("{$.labels | count}"), "2");
+        assert_eq!(render("{$.meta | count}"), "2");
+        assert_eq!(render("{$.nope | count}"), "0");
+        assert_eq!(render("{$.ref | count}"), "1");
+        assert_eq!(render("{$.commits[*].id | count}"), "2");
+    }
+
+    #[test]
+    fn several_matches_become_a_list() {
+        assert_eq!(render("{$.commits[*].id}"), "a1, b2");
+        assert_eq!(render("{$.commits[*].id | json}"), r#"["a1","b2"]"#);
+    }
+
+    #[test]
+    fn a_single_wildcard_match_is_the_value_itself() {
+        let root = json!({"items": [{"n": "only"}]});
+        assert_eq!(
+            render_with("{$.items[*].n | json}", &root, chrono_tz::UTC),
+            "\"only\""
+        );
+    }
+
+    #[test]
+    fn truncate_keeps_short_text_whole() {
+        assert_eq!(render("{$.labels[0] | truncate(3)}"), "bug");
+        assert_eq!(render("{$.labels[0] | truncate(10)}"), "bug");
+    }
+
+    #[test]
+    fn truncate_cuts_long_text_and_ends_with_an_ellipsis() {
+        assert_eq!(render("{'abcdef' | truncate(4)}"), "abc…");
+        assert_eq!(render("{'abcdef' | truncate(1)}"), "…");
+    }
+
+    #[test]
+    fn truncate_counts_chinese_characters_and_emoji_as_one_char_each() {
+        let out = render("{$.cjk | truncate(5)}");
+        assert_eq!(out, "你好世界…");
+        assert_eq!(out.chars().count(), 5);
+        let out = render("{$.cjk | truncate(16)}");
+        assert_eq!(out, "你好世界，这是一个很长的标题😀😀");
+        let out = render("{$.cjk | truncate(15)}");
+        assert_eq!(out, "你好世界，这是一个很长的标题…");
+        assert_eq!(render("{'ab😀😀cd' | truncate(4)}"), "ab😀…");
+        assert_eq!(render("{'😀😀😀' | truncate(2)}"), "😀…");
+    }
+
+    #[test]
+    fn truncate_renders_non_text_values_first() {
+        assert_eq!(render("{$.labels | truncate(5)}"), "bug,…");
+    }
+
+    #[test]
+    fn first_line_stops_at_the_first_line_break_and_trims_its_end() {
+        assert_eq!(render("<{$.message | first_line}>"), "<First line>");
+        assert_eq!(render("<{'one line  ' | first_line}>"), "<one line>");
+    }
+
+    #[test]
+    fn join_uses_a_comma_by_default_and_a_given_separator_otherwise() {
+        assert_eq!(render("{$.labels | join}"), "bug, ui");
+        assert_eq!(render("{$.labels | join(' / ')}"), "bug / ui");
+        assert_eq!(render("{$.commits[*].author.name | join('+')}"), "ada+bob");
+    }
+
+    #[test]
+    fn join_renders_a_non_list_as_text() {
+        assert_eq!(render("{$.zero | join('-')}"), "0");
+        assert_eq!(render("{$.ref | join('-')}"), "refs/heads/feature/x");
+    }
+
+    #[test]
+    fn trim_prefix_and_trim_suffix_remove_only_what_matches() {
+        assert_eq!(render("{$.ref | trim_prefix('refs/heads/')}"), "feature/x");
+        assert_eq!(
+            render("{$.ref | trim_prefix('refs/tags/')}"),
+            "refs/heads/feature/x"
+        );
+        assert_eq!(render("{$.ref | trim_suffix('/x')}"), "refs/heads/feature");
+        assert_eq!(
+            render("{$.ref | trim_suffix('/y')}"),
+            "refs/heads/feature/x"
+        );
+    }
+
+    #[test]
+    fn replace_substitutes_every_occurrence() {
+        assert_eq!(
+            render("{$.ref | replace('/', ' > ')}"),
+            "refs > heads > feature > x"
+        );
+        assert_eq!(
+            render("{$.ref | replace('zzz', '!')}"),
+            "refs/heads/feature/x"
+        );
+    }
+
+    #[test]
+    fn upper_lower_and_trim_change_case_and_whitespace() {
+        assert_eq!(render("{'MiXed' | upper}"), "MIXED");
+        assert_eq!(render("{'MiXed' | lower}"), "mixed");
+        assert_eq!(render("[{$.title | trim}]"), "[Fix the build]");
+    }
+
+    #[test]
+    fn string_filters_keep_a_missing_value_missing() {
+        assert_eq!(render("{$.nope | upper | count}"), "0");
+        assert_eq!(render("{$.nope | trim | default('none')}"), "none");
+    }
+
+    #[test]
+    fn date_formats_rfc3339_text_in_the_scope_time_zone() {
+        let root = payload();
+        assert_eq!(
+            render_with("{$.created | date}", &root, chrono_tz::Asia::Shanghai),
+            "2024-03-01 16:30:00"
+        );
+        assert_eq!(
+            render_with(
+                "{$.created | date('%Y-%m-%d %H:%M')}",
+                &root,
+                chrono_tz::UTC
+            ),
+            "2024-03-01 08:30"
+        );
+    }
+
+    #[test]
+    fn date_accepts_unix_seconds_and_milliseconds() {
+        let root = payload();
+        let tz = chrono_tz::Asia::Shanghai;
+        assert_eq!(
+            render_with("{$.epoch | date}", &root, tz),
+            "2024-03-01 16:30:00"
+        );
+        assert_eq!(
+            render_with("{$.epoch_ms | date('%H:%M:%S%.3f')}", &root, tz),
+            "16:30:00.123"
+        );
+    }
+
+    #[test]
+    fn date_accepts_fractional_seconds() {
+        let root = json!({"t": 1709281800.5});
+        assert_eq!(
+            render_with("{$.t | date('%H:%M:%S%.3f')}", &root, chrono_tz::UTC),
+            "08:30:00.500"
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_date_passes_through_unchanged() {
+        assert_eq!(render("{$.ref | date}"), "refs/heads/feature/x");
+        assert_eq!(render("{$.flag | date}"), "true");
+        assert_eq!(render("[{$.nope | date}]"), "[]");
+        let huge = json!({"t": 1e300, "n": -99999999999999999i64});
+        assert_eq!(render_with("{$.t | date}", &huge, chrono_tz::UTC), "1e+300");
+        assert_eq!(
+            render_with("{$.n | date}", &huge, chrono_tz::UTC),
+            "-99999999999999999"
+        );
+    }
+
+    #[test]
+    fn json_prints_compact_json() {
+        assert_eq!(render("{$.meta | json}"), r#"{"a":1,"b":"x"}"#);
+        assert_eq!(render("{$.ref | json}"), r#""refs/heads/feature/x""#);
+        assert_eq!(render("{$.nope | json}"), "null");
+    }
+
+    #[test]
+    fn values_render_as_text_by_type() {
+        assert_eq!(
+            render("{$.zero}|{$.ratio}|{$.whole}|{$.flag}"),
+            "0|2.5|3|true"
+        );
+        assert_eq!(render("{$.labels}"), "bug, ui");
+        assert_eq!(render("{$.meta}"), r#"{"a":1,"b":"x"}"#);
+        assert_eq!(render("[{$.none}]"), "[]");
+    }
+
+    #[test]
+    fn doubled_braces_are_literal_braces() {
+        assert_eq!(render("{{literal}} {{{$.zero}}}"), "{literal} {0}");
+    }
+
+    #[test]
+    fn a_quoted_literal_can_be_the_primary() {
+        assert_eq!(render("{'it\\'s' | upper}"), "IT'S");
+        assert_eq!(render("{\"a}b|c\"}"), "a}b|c");
+        assert_eq!(render("{'back\\\\slash'}"), "back\\slash");
+    }
+
+    #[test]
+    fn a_jsonpath_filter_may_contain_pipes_and_braces_inside_quotes() {
+        assert_eq!(render("{$.commits[?@.msg == 'add x|y support'].id}"), "a1");
+        assert_eq!(render("{$.commits[?@.msg == 'fix }'].id | upper}"), "B2");
+        assert_eq!(
+            render("{$.commits[?(@.id == 'a1' || @.id == 'b2')].author.name | join('|')}"),
+            "ada|bob"
+        );
+    }
+
+    #[test]
+    fn a_relative_path_reads_from_the_current_row() {
+        let root = payload();
+        let template =
+            Template::compile("{@.id}: {@.msg | first_line} by {@.author.name}", &ROW).unwrap();
+        let rows: Vec<String> = root["commits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| template.render(&Scope::new(&root, chrono_tz::UTC).with_element(row)))
+            .collect();
+        assert_eq!(rows, ["a1: add x|y support by ada", "b2: fix } by bob"]);
+    }
+
+    #[test]
+    fn a_bare_at_sign_renders_the_row_itself() {
+        let root = payload();
+        let row = json!("label-1");
+        let template = Template::compile("<{@ | upper}>", &ROW).unwrap();
+        assert_eq!(
+            template.render(&Scope::new(&root, chrono_tz::UTC).with_element(&row)),
+            "<LABEL-1>"
+        );
+    }
+
+    #[test]
+    fn a_relative_path_without_a_row_renders_as_missing() {
+        let root = payload();
+        let template = Template::compile("{@.id | default('?')}", &ROW).unwrap();
+        assert_eq!(template.render(&Scope::new(&root, chrono_tz::UTC)), "?");
+    }
+
+    #[test]
+    fn an_empty_template_is_an_empty_literal() {
+        assert!(Template::compile("", &TOP).unwrap().is_empty_literal());
+        assert!(!Template::compile(" ", &TOP).unwrap().is_empty_literal());
+        assert!(
+            !Template::compile("{$.nope}", &TOP)
+                .unwrap()
+                .is_empty_literal()
+        );
+    }
+
+    #[test]
+    fn source_returns_the_text_as_written() {
+        let text = "{$.ref | upper} x";
+        assert_eq!(Template::compile(text, &TOP).unwrap().source(), text);
+    }
+
+    #[test]
+    fn an_unknown_filter_is_reported_at_its_name() {
+        let err = error("ab {$.ref | uper}");
+        assert_eq!(err.offset, 12);
+        assert!(
+            err.message
+                .starts_with("unknown filter 'uper' (known: default, count,"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_bad_jsonpath_is_reported_at_the_bad_char() {
+        let err = error("x {$.repo.#name}");
+        assert_eq!(err.offset, 10, "{err:?}");
+        assert!(
+            err.message.starts_with("invalid JSONPath"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_bad_jsonpath_offset_counts_chars_before_it() {
+        let err = error("分支 {$.名字.#}");
+        assert_eq!(err.offset, 9, "{err:?}");
+    }
+
+    #[test]
+    fn an_unclosed_brace_is_reported_at_the_brace() {
+        let err = error("ab {$.ref | upper");
+        assert_eq!((err.offset, err.message.as_str()), (3, "unclosed '{'"));
+        assert_eq!(error("你好{$.a").offset, 2);
+        assert_eq!(error("{").offset, 0);
+        assert_eq!(error("x {$.a[?@.b == 'y}").offset, 2);
+    }
+
+    #[test]
+    fn a_lone_closing_brace_is_an_error() {
+        let err = error("a } b");
+        assert_eq!(err.offset, 2);
+        assert_eq!(
+            err.message,
+            "unmatched '}' (write '}}' for a literal brace)"
+        );
+    }
+
+    #[test]
+    fn an_element_path_is_rejected_outside_a_row_list() {
+        let err = error("title: {@.name}");
+        assert_eq!(err.offset, 8);
+        assert_eq!(err.message, "@ is only allowed inside a row list (each:)");
+    }
+
+    #[test]
+    fn filter_arguments_are_checked_at_compile_time() {
+        let err = error("{$.a | truncate}");
+        assert_eq!(
+            (err.offset, err.message.as_str()),
+            (7, "truncate takes one integer argument")
+        );
+        let err = error("{$.a | truncate('x')}");
+        assert_eq!(
+            (err.offset, err.message.as_str()),
+            (16, "truncate takes one integer argument")
+        );
+        let err = error("{$.a | truncate(0)}");
+        assert_eq!(err.offset, 16);
+        let err = error("{$.a | truncate(3, 4)}");
+        assert_eq!(err.offset, 19);
+        let err = error("{$.a | upper('x')}");
+        assert_eq!(
+            (err.offset, err.message.as_str()),
+            (13, "upper takes no arguments")
+        );
+        let err = error("{$.a | replace('x')}");
+        assert_eq!(err.offset, 7);
+        let err = error("{$.a | replace('x', 1)}");
+        assert_eq!(err.offset, 20);
+        let err = error("{$.a | default}");
+        assert_eq!(err.offset, 7);
+        let err = error("{$.a | trim_prefix(1)}");
+        assert_eq!(err.offset, 19);
+        let err = error("{$.a | join(',', ',')}");
+        assert_eq!(err.offset, 17);
+        let err = error("{$.a | truncate(x)}");
+        assert_eq!(err.offset, 16);
+        let err = error("{$.a | truncate(99999999999999999999)}");
+        assert_eq!(err.offset, 16);
+    }
+
+    #[test]
+    fn an_invalid_date_format_is_rejected_at_compile_time() {
+        let err = error("{$.created | date('%Q')}");
+        assert_eq!(err.offset, 18);
+        assert!(
+            err.message.contains("invalid date format"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn malformed_expressions_are_reported_where_they_go_wrong() {
+        assert_eq!(error("a {} b").offset, 2);
+        assert_eq!(error("{ref}").offset, 1);
+        assert_eq!(error("{$.a |}").offset, 6);
+        assert_eq!(error("{'abc}").offset, 1);
+        assert_eq!(error("{'abc' x}").offset, 7);
+        assert_eq!(error("{$.a | truncate(3 x)}").offset, 18);
+    }
+
+    #[test]
+    fn rendering_never_fails_on_odd_payloads() {
+        let template = Template::compile(
+            "{$.a | date | truncate(2) | first_line | join | count | json}{$..* | count}",
+            &TOP,
+        )
+        .unwrap();
+        for root in [
+            json!(null),
+            json!([]),
+            json!("x"),
+            json!({"a": {"b": [1, {"c": 2}]}}),
+            json!({"a": 1e300}),
+            json!({"a": u64::MAX}),
+        ] {
+            let _ = template.render(&Scope::new(&root, chrono_tz::UTC));
+        }
+    }
+}

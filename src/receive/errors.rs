@@ -1,0 +1,67 @@
+//! The refusals of the receive step and their HTTP answers: a status and `{"error": "…"}`.
+//! 5xx bodies are opaque; the cause goes to the log.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::enqueue::EnqueueError;
+use crate::verify::VerifyError;
+
+/// Why a webhook was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// No mapping file of that name.
+    #[error("unknown source {0}")]
+    UnknownSource(String),
+    /// The source has no secret.
+    #[error("{0}")]
+    Inactive(String),
+    /// Signature or token missing or wrong, or a stale timestamp.
+    #[error("{0}")]
+    Unauthorized(VerifyError),
+    /// Not JSON or form-encoded.
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    /// Over `server.max_body_bytes`.
+    #[error("body over the limit of {0} bytes")]
+    TooLarge(usize),
+    /// Unreadable body.
+    #[error("{0}")]
+    Malformed(String),
+    /// The store cannot take it now.
+    #[error("store unavailable")]
+    Store(#[from] EnqueueError),
+}
+
+impl ResponseError for ReceiveError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ReceiveError::UnknownSource(_) => StatusCode::NOT_FOUND,
+            ReceiveError::Inactive(_) | ReceiveError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ReceiveError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ReceiveError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ReceiveError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        let message = match self {
+            ReceiveError::Store(e) => {
+                tracing::error!(error = ?anyhow::Error::from(std_error(e)), "event refused: store");
+                res.insert_header(("Retry-After", "5"));
+                "the store cannot take the event now; retry later".to_string()
+            }
+            other => other.to_string(),
+        };
+        res.json(serde_json::json!({ "error": message }))
+    }
+}
+
+fn std_error(e: &EnqueueError) -> anyhow::Error {
+    match e {
+        EnqueueError::Busy => anyhow::anyhow!("too many events wait for their commit"),
+        EnqueueError::Unavailable(cause) => anyhow::anyhow!("{cause:#}"),
+    }
+}

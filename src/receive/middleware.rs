@@ -1,0 +1,62 @@
+//! Every request gets an id (the caller's `X-Request-Id` when it sent a sane one), carried by
+//! every log line of the request and returned in the response, and one access-log line with
+//! method, path, status, latency and client IP.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web;
+use tracing::Instrument;
+
+use super::AppState;
+use super::client::client_ip;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn caller_id(req: &ServiceRequest) -> Option<String> {
+    let v = req.headers().get(&REQUEST_ID)?.to_str().ok()?.trim();
+    let sane = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    sane.then(|| v.to_string())
+}
+
+/// The request-id and access-log middleware.
+///
+/// # Errors
+/// Only those of the wrapped service.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = caller_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.trusted_proxies.clone())
+        .unwrap_or_default();
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client = client_ip(req.peer_addr().map(|a| a.ip()), forwarded, &trusted)
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "-".into());
+    let span = tracing::info_span!("request", request_id = %id, client_ip = %client);
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    let started = Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    let status = res.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        tracing::info!(%method, %path, status, latency_ms = format!("{latency_ms:.2}"), "request completed");
+    });
+    Ok(res)
+}

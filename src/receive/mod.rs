@@ -1,0 +1,278 @@
+//! Receive: the first step. `POST /hooks/{source}` takes a request off the wire with its size
+//! bounded, hands it to verify, map and route, commits it through enqueue, and answers with the
+//! status contract of `product.md`. Also `/healthz` and `/readyz`, and the middleware that gives
+//! every request an id and an access-log line.
+
+pub mod client;
+mod errors;
+mod middleware;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::json;
+
+pub use errors::ReceiveError;
+pub use middleware::request_context;
+
+use crate::config::IpRange;
+use crate::enqueue::{Committed, Enqueuer, EventOutcome, NewEvent, NewMessage};
+use crate::map::Mapped;
+use crate::map::jsonpath::Scope;
+use crate::route::Groups;
+use crate::source::{Dedup, Source, SourceSet};
+use crate::verify::{ContentKind, Payload, Readiness, Verified, Webhook};
+
+/// What every handler shares.
+pub struct AppState {
+    /// The loaded sources (swapped whole on reload).
+    pub sources: ArcSwap<SourceSet>,
+    /// Recipient groups.
+    pub groups: Arc<Groups>,
+    /// Time zone of the `date` filter.
+    pub tz: chrono_tz::Tz,
+    /// The store writer.
+    pub enqueuer: Enqueuer,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpRange>,
+}
+
+/// Registers the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/hooks/{source}", web::post().to(receive_hook))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let sources = state.sources.load();
+    let mut detail = serde_json::Map::new();
+    for (name, source) in &sources.sources {
+        let entry = match source.verifier.readiness(name) {
+            Readiness::Active if source.verifier.is_unsigned() => {
+                json!({"state": "active", "unsigned": true})
+            }
+            Readiness::Active => json!({"state": "active"}),
+            Readiness::Inactive(reason) => json!({"state": "inactive", "reason": reason}),
+        };
+        detail.insert(name.clone(), entry);
+    }
+    for (name, error) in &sources.rejected {
+        detail.insert(name.clone(), json!({"state": "rejected", "error": error}));
+    }
+    let store_ok = state.enqueuer.is_alive();
+    let body = json!({
+        "status": if store_ok { "ready" } else { "not ready" },
+        "store": if store_ok { "open" } else { "unavailable" },
+        "sources": detail,
+    });
+    if store_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+fn content_kind(headers: &HeaderMap) -> Result<ContentKind, ReceiveError> {
+    let raw = headers
+        .get(CONTENT_TYPE)
+        .ok_or_else(|| ReceiveError::UnsupportedMedia("missing Content-Type".into()))?
+        .to_str()
+        .unwrap_or_default();
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(ContentKind::Json)
+    } else if essence == "application/x-www-form-urlencoded" {
+        Ok(ContentKind::Form)
+    } else {
+        Err(ReceiveError::UnsupportedMedia(format!(
+            "unsupported content type {raw:?}: send application/json or application/x-www-form-urlencoded"
+        )))
+    }
+}
+
+/// Reads the body, refusing it as soon as it is known to be over the limit: from
+/// `Content-Length` before reading anything, else while streaming.
+async fn read_body(
+    headers: &HeaderMap,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ReceiveError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ReceiveError::TooLarge(limit));
+    }
+    let mut body = BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ReceiveError::Malformed(format!("cannot read body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ReceiveError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+async fn receive_hook(
+    req: HttpRequest,
+    source: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ReceiveError> {
+    let name = source.into_inner();
+    let sources = state.sources.load();
+    let source = sources
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| ReceiveError::UnknownSource(name.clone()))?;
+    if let Readiness::Inactive(reason) = source.verifier.readiness(&name) {
+        return Err(ReceiveError::Inactive(reason));
+    }
+    let content = content_kind(req.headers())?;
+    let body = read_body(req.headers(), payload, state.max_body_bytes).await?;
+    let webhook = Webhook {
+        headers: req.headers().clone(),
+        body,
+        content,
+        received_at: SystemTime::now(),
+    };
+    let verified = source.verifier.verify(webhook).map_err(|e| {
+        tracing::warn!(source = %name, reason = %e, "verification failed");
+        ReceiveError::Unauthorized(e)
+    })?;
+    let payload = verified
+        .parse()
+        .map_err(|e| ReceiveError::Malformed(e.to_string()))?;
+    let outcome = match source.mapping.map(&payload, &state.groups, state.tz) {
+        Mapped::Ignored { reason } => {
+            tracing::info!(source = %name, %reason, "event ignored");
+            return Ok(HttpResponse::Ok().json(json!({"status": "ignored", "reason": reason})));
+        }
+        Mapped::Rendered { rule, messages } => EventOutcome::Mapped {
+            rule,
+            messages: messages
+                .iter()
+                .map(|m| NewMessage {
+                    body: serde_json::to_string(m).unwrap_or_default(),
+                    failed: m.to_user.is_empty().then(|| "no recipients".to_string()),
+                })
+                .collect(),
+        },
+        Mapped::Failed { rule, reason } => {
+            tracing::warn!(source = %name, %rule, %reason, "mapping failed; the event is kept as failed");
+            EventOutcome::Failed {
+                rule: Some(rule),
+                reason,
+            }
+        }
+    };
+    let event = new_event(&source, &payload, state.tz, outcome);
+    match state.enqueuer.commit(event).await? {
+        Committed::Accepted(id) => {
+            tracing::info!(source = %name, event_id = %id, "event accepted");
+            Ok(HttpResponse::Accepted().json(json!({"status": "accepted", "id": id})))
+        }
+        Committed::Duplicate(id) => {
+            tracing::info!(source = %name, event_id = %id, "duplicate delivery");
+            Ok(HttpResponse::Ok().json(json!({"status": "duplicate", "id": id})))
+        }
+    }
+}
+
+/// Headers that carry credentials or signatures are not kept.
+fn is_sensitive(name: &str) -> bool {
+    matches!(name, "authorization" | "proxy-authorization" | "cookie")
+        || ["token", "signature", "secret", "hmac"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+/// The headers worth keeping with an event (for re-mapping and inspection), as a JSON object.
+pub fn headers_json(headers: &HeaderMap) -> String {
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if is_sensitive(name) {
+            continue;
+        }
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match map.get_mut(name) {
+            Some(serde_json::Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                map.insert(name.to_string(), value.into());
+            }
+        }
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The delivery id of a payload, per the source's dedup setting.
+pub fn delivery_id(source: &Source, payload: &Payload, tz: chrono_tz::Tz) -> Option<String> {
+    let id = match &source.dedup {
+        Dedup::Off => None,
+        Dedup::Headers(names) => names
+            .iter()
+            .find_map(|h| payload.webhook.header(h))
+            .map(str::to_string),
+        Dedup::Path(path) => {
+            let scope = Scope {
+                root: &payload.json,
+                element: None,
+                tz,
+            };
+            path.query(&scope).first().and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        }
+    };
+    id.filter(|s| !s.trim().is_empty())
+}
+
+fn new_event(
+    source: &Source,
+    payload: &Verified<Payload>,
+    tz: chrono_tz::Tz,
+    outcome: EventOutcome,
+) -> NewEvent {
+    let p = payload.inner();
+    NewEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        source: source.name.to_string(),
+        event_type: source
+            .event_header
+            .as_deref()
+            .and_then(|h| p.webhook.header(h))
+            .map(str::to_string),
+        delivery_id: delivery_id(source, p, tz),
+        received_at: p.webhook.received_at,
+        headers: headers_json(&p.webhook.headers),
+        payload: p.bytes.clone(),
+        outcome,
+    }
+}

@@ -1,0 +1,333 @@
+//! Sources: one per mapping file in `mappings.dir`, named after the file. Loading a file
+//! compiles everything in it (verification, dedup, rules, cards) and reports every problem as
+//! `file:line:col`; a file with errors is not served.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_saphyr::Spanned;
+
+use crate::diagnostic::{Diagnostic, Reporter};
+use crate::map::Mapping;
+use crate::map::jsonpath::JsonPath;
+use crate::map::spec::{DedupSpec, MappingFile};
+use crate::route::Groups;
+use crate::verify::spec::VerifySpec;
+use crate::verify::{Verifier, presets, secrets};
+
+/// A source name: the mapping file's stem, `[a-z0-9][a-z0-9_-]*`, at most 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceName(String);
+
+impl TryFrom<&str> for SourceName {
+    type Error = String;
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value.bytes().enumerate().all(|(i, b)| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_'))
+            });
+        if ok {
+            Ok(SourceName(value.to_string()))
+        } else {
+            Err(format!(
+                "{value:?} is not a source name: use lower-case letters, digits, - and _"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for SourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl SourceName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a source's delivery id is.
+#[derive(Debug, Clone, Default)]
+pub enum Dedup {
+    /// No delivery id: never a duplicate.
+    #[default]
+    Off,
+    /// The first of these headers that is present.
+    Headers(Vec<String>),
+    /// A JSONPath into the payload.
+    Path(Arc<JsonPath>),
+}
+
+/// A loaded, compiled source.
+#[derive(Debug)]
+pub struct Source {
+    /// Its name (the file stem).
+    pub name: SourceName,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// How requests are verified.
+    pub verifier: Verifier,
+    /// The header naming the event type, from the preset.
+    pub event_header: Option<String>,
+    /// Where the delivery id is.
+    pub dedup: Dedup,
+    /// The rules.
+    pub mapping: Mapping,
+}
+
+/// Every source of the mappings directory, plus what went wrong loading it.
+#[derive(Debug, Default)]
+pub struct SourceSet {
+    /// Sources by name.
+    pub sources: BTreeMap<String, Arc<Source>>,
+    /// Problems (errors and warnings) by file.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Files that were rejected, by source name, with their first error.
+    pub rejected: BTreeMap<String, String>,
+}
+
+impl SourceSet {
+    /// The source called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Source>> {
+        self.sources.get(name)
+    }
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir`.
+///
+/// # Errors
+/// The directory cannot be read (a file that cannot be read is a diagnostic).
+pub fn load_dir(dir: &Path, groups: &Groups) -> anyhow::Result<SourceSet> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read mappings directory {}: {e} (set mappings.dir)",
+            dir.display()
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    let mut set = SourceSet::default();
+    for file in files {
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let (source, diagnostics) = load_file(&file, groups);
+        let first_error = diagnostics
+            .iter()
+            .find(|d| d.severity == crate::diagnostic::Severity::Error)
+            .map(ToString::to_string);
+        set.diagnostics.extend(diagnostics);
+        match (source, first_error) {
+            (Some(source), None) => {
+                set.sources.insert(stem, Arc::new(source));
+            }
+            (_, error) => {
+                set.rejected
+                    .insert(stem, error.unwrap_or_else(|| "file rejected".into()));
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// Loads and compiles one mapping file.
+pub fn load_file(file: &Path, groups: &Groups) -> (Option<Source>, Vec<Diagnostic>) {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut r = Reporter::new(file, "");
+            r.error_at(1, 1, format!("cannot read file: {e}"));
+            return (None, r.found);
+        }
+    };
+    let mut report = Reporter::new(file, &text);
+    let source = compile_source(file, &text, groups, &mut report);
+    let ok = !report.has_errors();
+    (source.filter(|_| ok), report.found)
+}
+
+fn compile_source(
+    file: &Path,
+    text: &str,
+    groups: &Groups,
+    report: &mut Reporter,
+) -> Option<Source> {
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let name = match SourceName::try_from(stem) {
+        Ok(n) => n,
+        Err(e) => {
+            report.error_at(1, 1, format!("the file name makes the source name: {e}"));
+            return None;
+        }
+    };
+    let spec: MappingFile = match serde_saphyr::from_str(text) {
+        Ok(spec) => spec,
+        Err(e) => {
+            report.yaml_error(&e);
+            return None;
+        }
+    };
+    let verify = compile_verify(&name, &spec.verify, report);
+    let dedup = compile_dedup(&name, spec.dedup.as_ref(), &spec.verify.value, report);
+    let mapping = crate::map::compile::compile_rules(&spec.rules, groups, report);
+    if spec.rules.is_empty() {
+        report.warning(
+            &spec.verify.referenced,
+            "no rules: every event of this source is ignored",
+        );
+    }
+    let (verifier, event_header) = verify?;
+    Some(Source {
+        name,
+        file: file.to_path_buf(),
+        verifier,
+        event_header,
+        dedup: dedup?,
+        mapping,
+    })
+}
+
+fn compile_verify(
+    name: &SourceName,
+    spec: &Spanned<VerifySpec>,
+    report: &mut Reporter,
+) -> Option<(Verifier, Option<String>)> {
+    let v = &spec.value;
+    let at = &spec.referenced;
+    let Some(preset_name) = &v.preset else {
+        if v.unsigned {
+            report.warning(
+                at,
+                format!("source {name} is unsigned: anyone who knows its URL can post to it"),
+            );
+            return Some((Verifier::unsigned(), None));
+        }
+        report.error(
+            at,
+            format!(
+                "verify needs a `preset` ({}), or `unsigned: true`",
+                presets::names()
+            ),
+        );
+        return None;
+    };
+    if v.unsigned {
+        report.error(at, "`unsigned: true` cannot go with a preset: choose one");
+        return None;
+    }
+    let Some(preset) = presets::find(preset_name) else {
+        report.error(
+            at,
+            format!(
+                "unknown preset {preset_name:?} (known: {})",
+                presets::names()
+            ),
+        );
+        return None;
+    };
+    let scheme = match (preset.build)(v) {
+        Ok(s) => s,
+        Err(e) => {
+            report.error(at, e);
+            return None;
+        }
+    };
+    let refs = v
+        .secrets
+        .clone()
+        .unwrap_or_else(|| secrets::conventional_refs(name.as_str()));
+    let mut problems = Vec::new();
+    let found = secrets::resolve(&refs, &mut problems);
+    for p in problems {
+        report.warning(at, p);
+    }
+    let verifier = Verifier::new(scheme, found);
+    if let crate::verify::Readiness::Inactive(reason) = verifier.readiness(name.as_str()) {
+        let places = refs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" or ");
+        report.warning(
+            at,
+            format!("{reason}: set {places}; until then it answers 401"),
+        );
+    }
+    Some((verifier, preset.event_header.map(str::to_string)))
+}
+
+fn compile_dedup(
+    name: &SourceName,
+    spec: Option<&Spanned<DedupSpec>>,
+    verify: &VerifySpec,
+    report: &mut Reporter,
+) -> Option<Dedup> {
+    let preset_default = || {
+        verify
+            .preset
+            .as_deref()
+            .and_then(presets::find)
+            .map(|p| {
+                p.dedup_headers
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|h| !h.is_empty())
+            .map_or(Dedup::Off, Dedup::Headers)
+    };
+    let Some(spanned) = spec else {
+        return Some(preset_default());
+    };
+    let d = &spanned.value;
+    match (&d.header, &d.path, d.enabled) {
+        (_, _, false) => Some(Dedup::Off),
+        (Some(_), Some(_), _) => {
+            report.error(
+                &spanned.referenced,
+                "dedup takes `header` or `path`, not both",
+            );
+            None
+        }
+        (Some(h), None, _) => Some(Dedup::Headers(vec![h.value.clone()])),
+        (None, Some(p), _) => match JsonPath::compile(p.value.trim()) {
+            Ok(path) if !path.is_relative() => Some(Dedup::Path(Arc::new(path))),
+            Ok(_) => {
+                report.error(&p.referenced, "dedup path must start with $");
+                None
+            }
+            Err(e) => {
+                report.error_in_scalar(
+                    &p.referenced,
+                    e.offset,
+                    format!("invalid JSONPath: {}", e.message),
+                );
+                None
+            }
+        },
+        (None, None, true) => {
+            report.error(
+                &spanned.referenced,
+                format!("dedup of source {name} needs `header` or `path` (or `enabled: false`)"),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The schema, as an ordered list of forward migrations. `PRAGMA user_version` records how many
+//! have run; start-up applies the rest in one transaction. Never edit a released migration:
+//! append a new one.
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: events, the messages rendered from them, every delivery attempt, and delivery ids.
+    r#"
+    CREATE TABLE events (
+        id           TEXT PRIMARY KEY,          -- returned to the sender in the 202
+        source       TEXT NOT NULL,
+        event_type   TEXT,
+        delivery_id  TEXT,
+        received_at  INTEGER NOT NULL,          -- unix milliseconds
+        headers      TEXT NOT NULL,             -- JSON object, credentials removed
+        payload      BLOB NOT NULL,             -- the verified JSON payload, as received
+        state        TEXT NOT NULL CHECK (state IN ('mapped', 'failed')),
+        rule         TEXT,                      -- the mapping rule that matched
+        error        TEXT                       -- why mapping failed
+    );
+    CREATE INDEX events_by_time ON events (received_at);
+    CREATE INDEX events_by_state ON events (state, received_at);
+
+    CREATE TABLE messages (
+        id               INTEGER PRIMARY KEY,
+        event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        seq              INTEGER NOT NULL,      -- position among the event's messages
+        body             TEXT NOT NULL,         -- the exact /cgi/message/send body
+        state            TEXT NOT NULL
+                         CHECK (state IN ('queued', 'in-flight', 'delivered', 'failed', 'dead')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,      -- unix milliseconds
+        last_error       TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        UNIQUE (event_id, seq)
+    );
+    CREATE INDEX messages_due ON messages (state, next_attempt_at);
+    CREATE INDEX messages_by_event ON messages (event_id);
+
+    CREATE TABLE attempts (
+        id              INTEGER PRIMARY KEY,
+        message_id      INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        started_at      INTEGER NOT NULL,
+        finished_at     INTEGER NOT NULL,
+        outcome         TEXT NOT NULL,          -- delivered, dry-run, retry, dead, …
+        http_status     INTEGER,
+        error_code      INTEGER,
+        error_message   TEXT,
+        trace_id        TEXT,                   -- the vendor's
+        third_trace_id  TEXT                    -- ours
+    );
+    CREATE INDEX attempts_by_message ON attempts (message_id);
+
+    CREATE TABLE dedup (
+        source       TEXT NOT NULL,
+        delivery_id  TEXT NOT NULL,
+        event_id     TEXT NOT NULL,
+        seen_at      INTEGER NOT NULL,          -- unix milliseconds
+        PRIMARY KEY (source, delivery_id)
+    );
+    CREATE INDEX dedup_by_time ON dedup (seen_at);
+    "#,
+];

@@ -1,0 +1,232 @@
+//! The embedded SQLite store: opening it with the durability settings, migrating it forward, and
+//! the queries of the delivery worker and the tools. The ingest writer lives in
+//! [`crate::enqueue`]; it owns the only connection that inserts events.
+
+mod migrations;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use migrations::MIGRATIONS;
+
+/// The schema version this build writes.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Opens (creating when needed) the database at `path` in WAL mode with `synchronous=FULL`,
+/// and migrates it forward.
+///
+/// # Errors
+/// The directory or file cannot be created, or the file is not a database of ours.
+pub fn open(path: &Path) -> anyhow::Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create store directory {}", dir.display()))?;
+    }
+    let mut conn =
+        Connection::open(path).with_context(|| format!("cannot open store {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .context("cannot switch the store to WAL")?;
+    anyhow::ensure!(
+        mode.eq_ignore_ascii_case("wal"),
+        "store {} refused WAL mode (got {mode})",
+        path.display()
+    );
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    migrate(&mut conn).with_context(|| format!("cannot migrate store {}", path.display()))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let target = schema_version();
+    anyhow::ensure!(
+        current <= target,
+        "the store has schema version {current}, newer than this build's {target}: upgrade fxhook"
+    );
+    if current == target {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration {} failed", i + 1))?;
+    }
+    tx.pragma_update(None, "user_version", target)?;
+    tx.commit()?;
+    tracing::info!(from = current, to = target, "store migrated");
+    Ok(())
+}
+
+/// A message the worker took from the queue.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Message id.
+    pub id: i64,
+    /// The event it came from.
+    pub event_id: String,
+    /// The `/cgi/message/send` body.
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// Puts back every message a previous process took and did not finish (it died).
+///
+/// # Errors
+/// A database error.
+pub fn requeue_in_flight(conn: &Connection, now: SystemTime) -> anyhow::Result<usize> {
+    let n = conn.execute(
+        "UPDATE messages SET state = 'queued', updated_at = ?1 WHERE state = 'in-flight'",
+        params![unix_ms(now)],
+    )?;
+    Ok(n)
+}
+
+/// Takes the next due queued message and marks it in-flight.
+///
+/// # Errors
+/// A database error.
+pub fn claim_next(conn: &Connection, now: SystemTime) -> anyhow::Result<Option<Claimed>> {
+    let now = unix_ms(now);
+    conn.query_row(
+        "UPDATE messages SET state = 'in-flight', updated_at = ?1
+         WHERE id = (SELECT id FROM messages
+                     WHERE state = 'queued' AND next_attempt_at <= ?1
+                     ORDER BY next_attempt_at, id LIMIT 1)
+         RETURNING id, event_id, body, attempts",
+        params![now],
+        |r| {
+            Ok(Claimed {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                body: r.get(2)?,
+                attempts: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .context("cannot claim a message")
+}
+
+/// What one attempt ended in, as recorded.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptRecord {
+    /// `delivered`, `dry-run`, `retry`, `dead`, …
+    pub outcome: String,
+    /// HTTP status of the vendor's answer, if any.
+    pub http_status: Option<u16>,
+    /// The vendor's `errorCode`, if any.
+    pub error_code: Option<i64>,
+    /// A short description of the error.
+    pub error_message: Option<String>,
+    /// The vendor's `traceId`.
+    pub trace_id: Option<String>,
+    /// Our `thirdTraceId`.
+    pub third_trace_id: Option<String>,
+}
+
+/// Records an attempt and moves the message to `state` (with its next attempt time when it goes
+/// back to the queue), in one transaction.
+///
+/// # Errors
+/// A database error.
+pub fn finish_attempt(
+    conn: &mut Connection,
+    message_id: i64,
+    started: SystemTime,
+    record: &AttemptRecord,
+    state: &str,
+    next_attempt_at: Option<SystemTime>,
+) -> anyhow::Result<()> {
+    let now = unix_ms(SystemTime::now());
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO attempts (message_id, started_at, finished_at, outcome, http_status,
+                               error_code, error_message, trace_id, third_trace_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            message_id,
+            unix_ms(started),
+            now,
+            record.outcome,
+            record.http_status,
+            record.error_code,
+            record.error_message,
+            record.trace_id,
+            record.third_trace_id
+        ],
+    )?;
+    tx.execute(
+        "UPDATE messages SET state = ?2, attempts = attempts + 1, updated_at = ?3,
+                next_attempt_at = COALESCE(?4, next_attempt_at), last_error = ?5
+         WHERE id = ?1",
+        params![
+            message_id,
+            state,
+            now,
+            next_attempt_at.map(unix_ms),
+            record.error_message
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Message counts by state.
+///
+/// # Errors
+/// A database error.
+pub fn count_messages_by_state(conn: &Connection) -> anyhow::Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM messages GROUP BY state")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_a_new_store_migrates_it_to_the_current_version_and_reopening_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/fx.db");
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema_version());
+        drop(conn);
+        let conn = open(&path).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_store_from_a_newer_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fx.db");
+        let conn = open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = open(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("newer than this build"));
+    }
+}

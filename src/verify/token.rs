@@ -1,0 +1,70 @@
+//! Schemes for senders that sign nothing: a shared token in a header (GitLab, Jenkins), or an
+//! `Authorization` header with a bearer token or basic credentials (Alertmanager's
+//! `http_config`). Compared in constant time.
+
+use std::time::SystemTime;
+
+use base64::Engine as _;
+
+use super::{Scheme, Secret, VerifyError, Webhook, constant_time_eq};
+
+/// The whole header value must equal a secret.
+#[derive(Debug, Clone)]
+pub struct HeaderToken {
+    /// The header carrying the token.
+    pub header: String,
+}
+
+impl Scheme for HeaderToken {
+    fn check(
+        &self,
+        webhook: &Webhook,
+        secrets: &[Secret],
+        _: SystemTime,
+    ) -> Result<(), VerifyError> {
+        let token = webhook
+            .header(&self.header)
+            .ok_or_else(|| VerifyError::MissingHeader(self.header.clone()))?;
+        secrets
+            .iter()
+            .any(|s| constant_time_eq(token.as_bytes(), s.expose().as_bytes()))
+            .then_some(())
+            .ok_or(VerifyError::Mismatch)
+    }
+}
+
+/// `Authorization: Bearer <secret>`, or `Authorization: Basic …` whose `user:password` equals a
+/// secret written as `user:password`.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizationHeader;
+
+impl Scheme for AuthorizationHeader {
+    fn check(
+        &self,
+        webhook: &Webhook,
+        secrets: &[Secret],
+        _: SystemTime,
+    ) -> Result<(), VerifyError> {
+        let value = webhook
+            .header("authorization")
+            .ok_or_else(|| VerifyError::MissingHeader("Authorization".into()))?;
+        let (scheme, rest) = value
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| VerifyError::Malformed("Authorization".into()))?;
+        let presented: Vec<u8> = if scheme.eq_ignore_ascii_case("bearer") {
+            rest.trim().as_bytes().to_vec()
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .map_err(|_| VerifyError::Malformed("Authorization".into()))?
+        } else {
+            return Err(VerifyError::Malformed("Authorization".into()));
+        };
+        secrets
+            .iter()
+            .any(|s| constant_time_eq(&presented, s.expose().as_bytes()))
+            .then_some(())
+            .ok_or(VerifyError::Mismatch)
+    }
+}

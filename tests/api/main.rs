@@ -1,0 +1,8 @@
+//! The integration tests: each test spawns its own gateway on port 0 with its own store and
+//! mappings directory, and talks to it over real HTTP.
+
+mod binary;
+mod contract;
+mod helpers;
+mod signatures;
+mod store;
