@@ -181,7 +181,8 @@ pub fn render_json(
             )
         })?;
     let (loaded, diagnostics) = crate::source::load_file(&file, &groups);
-    for d in &diagnostics {
+    // Warnings about secrets and groups are `check`'s business; render reports errors only.
+    for d in diagnostics.iter().filter(|d| d.severity == Severity::Error) {
         eprintln!("{d}");
     }
     let loaded = loaded.with_context(|| format!("{} has errors", file.display()))?;

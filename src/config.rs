@@ -31,7 +31,7 @@ pub struct Settings {
     #[serde(default)]
     pub delivery: DeliverySettings,
     /// Named recipient groups: group name → Fxiaoke employee ids.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "groups")]
     pub groups: BTreeMap<String, Vec<String>>,
     /// The admin API.
     #[serde(default)]
@@ -50,6 +50,7 @@ pub struct ServerSettings {
     /// Largest accepted request body, in bytes; larger ones get 413 before they are buffered.
     pub max_body_bytes: usize,
     /// Reverse proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    #[serde(deserialize_with = "string_list")]
     pub trusted_proxies: Vec<String>,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
@@ -237,9 +238,41 @@ pub struct MetricsSettings {
     pub token: Option<SecretString>,
 }
 
+/// A YAML list, or (from an environment variable) one comma-separated string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListOrText {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl ListOrText {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            ListOrText::List(v) => v,
+            ListOrText::Text(t) => t
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
+}
+
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(ListOrText::deserialize(d)?.into_vec())
+}
+
+fn groups<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    let raw: BTreeMap<String, ListOrText> = BTreeMap::deserialize(d)?;
+    Ok(raw.into_iter().map(|(k, v)| (k, v.into_vec())).collect())
+}
+
 /// A list of durations written as `5s`, `2m`, `1h`.
 fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-    let texts: Vec<String> = Vec::deserialize(d)?;
+    let texts = string_list(d)?;
     texts
         .iter()
         .map(|t| {
@@ -280,10 +313,7 @@ impl Settings {
         builder = builder.add_source(
             config::Environment::with_prefix("FXHOOK")
                 .prefix_separator("__")
-                .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("server.trusted_proxies")
-                .with_list_parse_key("delivery.retry_schedule"),
+                .separator("__"),
         );
         let settings: Settings = builder
             .build()

@@ -202,7 +202,11 @@ impl Writer {
     fn write(&mut self, batch: &[Job]) -> Vec<Result<Committed, String>> {
         let window = self.settings.dedup_window;
         let mut attempt = || -> anyhow::Result<Vec<Result<Committed, String>>> {
-            let mut tx = self.conn.transaction()?;
+            // IMMEDIATE: take the write lock up front, so the busy timeout applies instead of a
+            // read transaction failing to upgrade while the worker writes.
+            let mut tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut results = Vec::with_capacity(batch.len());
             for job in batch {
                 let mut sp = tx.savepoint()?;

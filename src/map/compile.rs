@@ -27,11 +27,23 @@ pub fn compile_rules(
     groups: &Groups,
     report: &mut Reporter,
 ) -> Mapping {
+    let mut unreachable = Vec::new();
     let rules = rules
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| compile_rule(i, r, groups, report))
+        .filter_map(|(i, r)| compile_rule(i, r, groups, report, &mut unreachable))
         .collect();
+    // One warning for the file, not one per rule: the usual cause is one empty `default` group.
+    if let Some((_, at)) = unreachable.first() {
+        let names: Vec<&str> = unreachable.iter().map(|(n, _)| n.as_str()).collect();
+        report.warning(
+            at,
+            format!(
+                "rule(s) {} can reach only empty groups: their messages are stored as failed (no recipients) until a group is filled (groups.default in the config)",
+                names.join(", ")
+            ),
+        );
+    }
     Mapping { rules }
 }
 
@@ -66,6 +78,7 @@ fn compile_rule(
     spanned: &Spanned<RuleSpec>,
     groups: &Groups,
     report: &mut Reporter,
+    unreachable: &mut Vec<(String, serde_saphyr::Location)>,
 ) -> Option<Rule> {
     let spec = &spanned.value;
     let name = spec
@@ -113,8 +126,14 @@ fn compile_rule(
             };
             match (card, to, fallback) {
                 (Some(card), Some(to), Some(fallback)) => {
-                    warn_if_only_empty(&name, &to, &fallback, groups, &spanned.referenced, report);
-                    Some(Action::Send { to, fallback, card })
+                    if !reaches_someone(&to, &fallback, groups) {
+                        unreachable.push((name.clone(), spanned.referenced));
+                    }
+                    Some(Action::Send {
+                        to,
+                        fallback,
+                        card: Box::new(card),
+                    })
                 }
                 _ => None,
             }
@@ -170,31 +189,14 @@ fn compile_recipients(
     ok.then_some(out)
 }
 
-fn warn_if_only_empty(
-    rule: &str,
-    to: &[Recipient],
-    fallback: &str,
-    groups: &Groups,
-    at: &serde_saphyr::Location,
-    report: &mut Reporter,
-) {
+/// False when every recipient is an empty (or missing) group.
+fn reaches_someone(to: &[Recipient], fallback: &str, groups: &Groups) -> bool {
     let empty = |g: &str| groups.get(g).is_none_or(<[_]>::is_empty);
-    let reaches_someone = to.iter().any(|r| match r {
+    to.iter().any(|r| match r {
         Recipient::Group(g) => !empty(g),
         Recipient::Id(_) => true,
         Recipient::Lookup(_) => groups.names().any(|g| !empty(g)),
-    }) || !empty(fallback);
-    if !reaches_someone {
-        let target = if to.is_empty() {
-            format!("group {fallback}")
-        } else {
-            "only empty groups".to_string()
-        };
-        report.warning(
-            at,
-            format!("rule {rule} can reach {target}: its messages will be stored as failed (no recipients) until a group is filled"),
-        );
-    }
+    }) || !empty(fallback)
 }
 
 fn compile_when(when: &Spanned<WhenSpec>, report: &mut Reporter) -> Option<Condition> {

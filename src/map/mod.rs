@@ -62,8 +62,8 @@ pub enum Action {
         to: Vec<Recipient>,
         /// Group used when lookups select no existing group.
         fallback: String,
-        /// The card.
-        card: CardTemplate,
+        /// The card (boxed: it is much larger than an ignore reason).
+        card: Box<CardTemplate>,
     },
 }
 
@@ -190,7 +190,7 @@ impl Condition {
                 .is_some_and(|v| accepted.iter().any(|a| a == v))
         }) && self.matches.iter().all(|(value, accepted)| {
             let text = value.render(scope);
-            accepted.iter().any(|a| *a == text)
+            accepted.contains(&text)
         }) && self.exists.iter().all(non_null)
             && !self.missing.iter().any(non_null)
     }

@@ -19,6 +19,7 @@ const KNOWN_FILTERS: &[&str] = &[
     "default",
     "count",
     "truncate",
+    "left",
     "first_line",
     "join",
     "trim_prefix",
@@ -90,8 +91,10 @@ enum Primary {
 #[derive(Debug, Clone)]
 enum Filter {
     Default(Value),
+    DefaultPath(JsonPath),
     Count,
     Truncate(usize),
+    Left(usize),
     FirstLine,
     Join(String),
     TrimPrefix(String),
@@ -159,15 +162,28 @@ impl Expr {
             }
         };
         for filter in &self.filters {
-            value = filter.apply(value, scope.tz);
+            value = filter.apply(value, scope);
         }
         value
     }
 }
 
 impl Filter {
-    fn apply<'v>(&'v self, value: Cow<'v, Value>, tz: chrono_tz::Tz) -> Cow<'v, Value> {
+    fn apply<'v>(&'v self, value: Cow<'v, Value>, scope: &Scope<'v>) -> Cow<'v, Value> {
+        let tz = scope.tz;
         match self {
+            Filter::DefaultPath(path) => {
+                if is_blank(&value) {
+                    let mut hits = path.query(scope);
+                    match hits.len() {
+                        0 => Cow::Owned(Value::Null),
+                        1 => hits.pop().map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+                        _ => Cow::Owned(Value::Array(hits.into_iter().cloned().collect())),
+                    }
+                } else {
+                    value
+                }
+            }
             Filter::Default(fallback) => {
                 if is_blank(&value) {
                     Cow::Borrowed(fallback)
@@ -229,6 +245,10 @@ impl Filter {
     fn text_op<'s>(&self, s: &'s str) -> Cow<'s, str> {
         match self {
             Filter::Truncate(max) => truncate(s, *max),
+            Filter::Left(n) => match s.char_indices().nth(*n) {
+                Some((byte, _)) => Cow::Borrowed(&s[..byte]),
+                None => Cow::Borrowed(s),
+            },
             Filter::FirstLine => {
                 let line = s.split('\n').next().unwrap_or(s);
                 Cow::Borrowed(line.trim_end())
@@ -352,6 +372,7 @@ struct Arg {
 enum ArgValue {
     Str(String),
     Int(i64),
+    Path(JsonPath),
 }
 
 /// What a filter expects in one argument position.
@@ -425,7 +446,7 @@ impl Parser<'_> {
             Some('}') => {
                 return Err(self.error(open, "empty expression (write '{{' for a literal brace)"));
             }
-            Some('$' | '@') => Primary::Path(self.path(open)?),
+            Some('$' | '@') => Primary::Path(self.path(open, false)?),
             Some(q @ ('\'' | '"')) => Primary::Literal(Value::String(self.string(q)?)),
             Some(_) => {
                 return Err(self.error(
@@ -454,7 +475,8 @@ impl Parser<'_> {
     }
 
     /// A JSONPath runs until a `|` or `}` outside brackets, parentheses and quotes.
-    fn path(&mut self, open: usize) -> Result<JsonPath, TemplateError> {
+    /// As a filter argument (`in_args`), it also ends at a top-level `,` or `)`.
+    fn path(&mut self, open: usize, in_args: bool) -> Result<JsonPath, TemplateError> {
         let start = self.pos;
         let mut depth = 0usize;
         let mut quote: Option<char> = None;
@@ -474,6 +496,7 @@ impl Parser<'_> {
             } else {
                 match c {
                     '\'' | '"' => quote = Some(c),
+                    ',' | ')' if depth == 0 && in_args => break,
                     '[' | '(' => depth += 1,
                     ']' | ')' => depth = depth.saturating_sub(1),
                     '|' | '}' if depth == 0 => break,
@@ -561,6 +584,7 @@ impl Parser<'_> {
             let value = match self.peek() {
                 None => return Err(self.unclosed(open)),
                 Some(q @ ('\'' | '"')) => ArgValue::Str(self.string(q)?),
+                Some('$' | '@') => ArgValue::Path(self.path(open, true)?),
                 Some(c) if c == '-' || c.is_ascii_digit() => {
                     self.bump();
                     while self.peek().is_some_and(|c| c.is_ascii_digit()) {
@@ -573,7 +597,10 @@ impl Parser<'_> {
                     ArgValue::Int(n)
                 }
                 Some(_) => {
-                    return Err(self.error(at, "filter arguments are quoted strings or integers"));
+                    return Err(self.error(
+                        at,
+                        "filter arguments are quoted strings, integers or JSONPaths",
+                    ));
                 }
             };
             args.push(Arg { value, at });
@@ -611,13 +638,21 @@ impl Parser<'_> {
                     args,
                     &[Any],
                     1,
-                    "default takes one string or integer argument",
+                    "default takes one argument: a string, an integer or a JSONPath",
                 )?;
-                Filter::Default(match args.first().map(|a| &a.value) {
-                    Some(ArgValue::Int(i)) => Value::from(*i),
-                    Some(ArgValue::Str(s)) => Value::String(s.clone()),
-                    None => Value::Null,
-                })
+                match args.first().map(|a| &a.value) {
+                    Some(ArgValue::Int(i)) => Filter::Default(Value::from(*i)),
+                    Some(ArgValue::Str(s)) => Filter::Default(Value::String(s.clone())),
+                    Some(ArgValue::Path(p)) => Filter::DefaultPath(p.clone()),
+                    None => Filter::Default(Value::Null),
+                }
+            }
+            "left" => {
+                self.check_args(name_at, args, &[Int], 1, "left takes one integer argument")?;
+                match int_arg(args, 0).map(usize::try_from) {
+                    Some(Ok(n)) if n >= 1 => Filter::Left(n),
+                    _ => return Err(self.error(first_at, "left length must be at least 1")),
+                }
             }
             "truncate" => {
                 self.check_args(
@@ -1238,5 +1273,28 @@ mod tests {
         ] {
             let _ = template.render(&Scope::new(&root, chrono_tz::UTC));
         }
+    }
+
+    #[test]
+    fn default_can_fall_back_to_another_path() {
+        assert_eq!(render("{$.none | default($.ref)}"), "refs/heads/feature/x");
+        assert_eq!(render("{$.empty | default($.meta.b) | upper}"), "X");
+        assert_eq!(render("{$.title | default($.ref)}"), "  Fix the build  ");
+        assert_eq!(render("{$.none | default($.missing)}"), "");
+    }
+
+    #[test]
+    fn left_keeps_the_first_characters_without_an_ellipsis() {
+        assert_eq!(render("{$.commits[0].msg | left(3)}"), "add");
+        assert_eq!(render("{$.cjk | left(2)}"), "你好");
+        assert_eq!(render("{$.zero | left(5)}"), "0");
+    }
+
+    #[test]
+    fn a_path_argument_is_only_accepted_by_default() {
+        let err = Template::compile("{$.a | join($.b)}", &TOP).unwrap_err();
+        assert_eq!(err.offset, 12);
+        let err = Template::compile("{$.a | default(@.b)}", &TOP).unwrap_err();
+        assert!(err.message.contains("@ is only allowed"), "{}", err.message);
     }
 }

@@ -49,19 +49,16 @@ impl ResponseError for ReceiveError {
         let mut res = HttpResponse::build(self.status_code());
         let message = match self {
             ReceiveError::Store(e) => {
-                tracing::error!(error = ?anyhow::Error::from(std_error(e)), "event refused: store");
+                let cause = match e {
+                    EnqueueError::Busy => "too many events wait for their commit".to_string(),
+                    EnqueueError::Unavailable(cause) => format!("{cause:#}"),
+                };
+                tracing::error!(%cause, "event refused: the store cannot take it");
                 res.insert_header(("Retry-After", "5"));
                 "the store cannot take the event now; retry later".to_string()
             }
             other => other.to_string(),
         };
         res.json(serde_json::json!({ "error": message }))
-    }
-}
-
-fn std_error(e: &EnqueueError) -> anyhow::Error {
-    match e {
-        EnqueueError::Busy => anyhow::anyhow!("too many events wait for their commit"),
-        EnqueueError::Unavailable(cause) => anyhow::anyhow!("{cause:#}"),
     }
 }

@@ -153,7 +153,7 @@ pub fn finish_attempt(
     next_attempt_at: Option<SystemTime>,
 ) -> anyhow::Result<()> {
     let now = unix_ms(SystemTime::now());
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO attempts (message_id, started_at, finished_at, outcome, http_status,
                                error_code, error_message, trace_id, third_trace_id)

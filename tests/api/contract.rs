@@ -1,12 +1,12 @@
 //! Every answer of the HTTP contract of `product.md`, each produced by the case it names.
 
 use crate::helpers::{
-    ACCEPT_ALL, Options, TestApp, mapping_with_secret_file, python_hmac_hex, spawn_app,
+    ACCEPT_ALL, Options, TestApp, Tweak, mapping_with_secret_file, python_hmac_hex, spawn_app,
 };
 
 const SECRET: &str = "contract-secret";
 
-async fn github_app(tweak: Option<Box<dyn FnOnce(&mut fxhook::config::Settings)>>) -> TestApp {
+async fn github_app(tweak: Tweak) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let rules = r#"rules:
   - when: { header: { X-GitHub-Event: ping } }

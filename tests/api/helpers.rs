@@ -45,13 +45,16 @@ pub const ACCEPT_ALL: &str = r#"rules:
       link: { title: Open, url: "https://example.com/{$.id | default('x')}" }
 "#;
 
+/// Adjusts the settings of a test gateway before it starts.
+pub type Tweak = Option<Box<dyn FnOnce(&mut Settings)>>;
+
 /// Options of a test gateway.
 #[derive(Default)]
 pub struct Options {
     /// Mapping files: (source, YAML). A `{SECRETS}` placeholder is not needed: use [`mapping_with_secret_file`].
     pub mappings: Vec<(String, String)>,
     /// Adjusts the settings before start.
-    pub tweak: Option<Box<dyn FnOnce(&mut Settings)>>,
+    pub tweak: Tweak,
     /// Reuse this directory (restart tests).
     pub dir: Option<TempDir>,
 }
@@ -71,6 +74,9 @@ pub fn test_settings(dir: &Path) -> Settings {
 
 /// Starts a gateway in this runtime.
 pub async fn spawn_app(opts: Options) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        fxhook::telemetry::init();
+    }
     let dir = opts.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let mappings = dir.path().join("mappings");
     std::fs::create_dir_all(&mappings).unwrap();

@@ -4,5 +4,6 @@
 mod binary;
 mod contract;
 mod helpers;
+mod mapping;
 mod signatures;
 mod store;

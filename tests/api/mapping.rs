@@ -1,0 +1,325 @@
+//! The mapping language on real payloads, and `file:line:col` for every kind of broken file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fxhook::card::SendBody;
+use fxhook::map::Mapped;
+use fxhook::route::Groups;
+use fxhook::source::{Source, load_file};
+use fxhook::verify::{ContentKind, Webhook, trust_offline};
+
+use crate::helpers::repo_file;
+
+fn groups(pairs: &[(&str, &[&str])]) -> Groups {
+    let map: BTreeMap<String, Vec<String>> = pairs
+        .iter()
+        .map(|(g, ids)| (g.to_string(), ids.iter().map(|s| s.to_string()).collect()))
+        .collect();
+    Groups::new(&map).unwrap()
+}
+
+fn load(path: &Path, groups: &Groups) -> Source {
+    let (source, diagnostics) = load_file(path, groups);
+    source.unwrap_or_else(|| panic!("{} does not load: {diagnostics:?}", path.display()))
+}
+
+fn map(source: &Source, groups: &Groups, headers: &[(&str, &str)], body: &[u8]) -> Mapped {
+    let mut map = actix_web::http::header::HeaderMap::new();
+    for (n, v) in headers {
+        map.insert(
+            actix_web::http::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            actix_web::http::header::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let webhook = Webhook {
+        headers: map,
+        body: body.to_vec().into(),
+        content: ContentKind::Json,
+        received_at: std::time::SystemTime::now(),
+    };
+    let payload = trust_offline(webhook).parse().expect("fixture is JSON");
+    source
+        .mapping
+        .map(&payload, groups, chrono_tz::Asia::Shanghai)
+}
+
+/// What the vendor requires of every send body.
+fn assert_valid_composite(body: &SendBody) {
+    let json = serde_json::to_value(body).unwrap();
+    let to = json["toUser"].as_array().unwrap();
+    assert!(!to.is_empty() && to.len() <= 500);
+    let unique: std::collections::HashSet<_> = to.iter().collect();
+    assert_eq!(unique.len(), to.len(), "toUser has repeats");
+    assert_eq!(json["msgType"], "composite");
+    let c = &json["composite"];
+    for field in [&c["head"]["title"], &c["link"]["title"], &c["link"]["url"]] {
+        assert!(
+            field.as_str().is_some_and(|s| !s.trim().is_empty()),
+            "empty required field in {json}"
+        );
+    }
+    for row in c["form"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        assert!(
+            row["label"].is_string() && row["value"].is_string(),
+            "row {row} is not text"
+        );
+    }
+}
+
+fn fixture_event(path: &Path) -> String {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    name.split('.').next().unwrap().to_string()
+}
+
+#[test]
+fn every_vendored_github_payload_renders_a_valid_card_or_is_ignored_with_a_reason() {
+    let groups = groups(&[("default", &["1000", "1001", "1000"])]);
+    let source = load(&repo_file("mappings/github.yaml"), &groups);
+    let dir = repo_file("tests/fixtures/github");
+    let mut rendered = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let event = fixture_event(&path);
+        let body = std::fs::read(&path).unwrap();
+        match map(&source, &groups, &[("X-GitHub-Event", &event)], &body) {
+            Mapped::Rendered { messages, .. } => {
+                rendered += 1;
+                assert_eq!(messages.len(), 1);
+                assert_eq!(messages[0].to_user, vec!["1000", "1001"]);
+                assert_valid_composite(&messages[0]);
+            }
+            Mapped::Ignored { reason } => assert!(!reason.is_empty()),
+            Mapped::Failed { reason, .. } => panic!("{}: {reason}", path.display()),
+        }
+    }
+    assert!(rendered >= 15, "only {rendered} fixtures rendered");
+}
+
+#[test]
+fn every_example_of_octokit_webhooks_examples_renders_or_is_ignored_never_an_error() {
+    let index =
+        repo_file("tests/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json");
+    let text = std::fs::read_to_string(&index).unwrap_or_else(|_| {
+        panic!(
+            "missing test dependency: the npm package @octokit/webhooks-examples ({}); run scripts/test.sh, which installs it",
+            index.display()
+        )
+    });
+    let events: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let groups = groups(&[("default", &["1000"])]);
+    let source = load(&repo_file("mappings/github.yaml"), &groups);
+    let (mut rendered, mut ignored) = (0, 0);
+    for event in events.as_array().unwrap() {
+        let name = event["name"].as_str().unwrap();
+        for example in event["examples"].as_array().unwrap() {
+            let body = serde_json::to_vec(example).unwrap();
+            match map(&source, &groups, &[("X-GitHub-Event", name)], &body) {
+                Mapped::Rendered { messages, .. } => {
+                    rendered += 1;
+                    messages.iter().for_each(assert_valid_composite);
+                }
+                Mapped::Ignored { .. } => ignored += 1,
+                Mapped::Failed { reason, rule } => {
+                    panic!("{name} {:?}: rule {rule}: {reason}", example["action"])
+                }
+            }
+        }
+    }
+    assert!(
+        rendered >= 30 && ignored >= 30,
+        "rendered {rendered}, ignored {ignored}"
+    );
+}
+
+#[test]
+fn every_push_renders_a_card_including_branch_and_tag_deletions() {
+    let groups = groups(&[("default", &["1000"])]);
+    let source = load(&repo_file("mappings/github.yaml"), &groups);
+    for i in 0..7 {
+        let body =
+            std::fs::read(repo_file(&format!("tests/fixtures/github/push.{i}.json"))).unwrap();
+        let deleted =
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["deleted"] == true;
+        match map(&source, &groups, &[("X-GitHub-Event", "push")], &body) {
+            Mapped::Rendered { rule, messages } => {
+                assert_eq!(rule, if deleted { "push-delete" } else { "push" });
+                assert_valid_composite(&messages[0]);
+            }
+            other => panic!("push.{i}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_push_with_many_commits_shows_each_first_line_capped_with_a_more_row() {
+    let groups = groups(&[("default", &["1000"])]);
+    let source = load(&repo_file("mappings/github.yaml"), &groups);
+    let commits: Vec<_> = (0..15)
+        .map(|i| serde_json::json!({"id": format!("{i:040}"), "message": format!("commit {i}\n\nbody")}))
+        .collect();
+    let body = serde_json::json!({
+        "ref": "refs/heads/main", "deleted": false, "forced": false, "compare": "https://x/compare",
+        "commits": commits, "pusher": {"name": "ada"}, "repository": {"full_name": "o/r", "html_url": "https://x"}
+    });
+    let Mapped::Rendered { messages, .. } = map(
+        &source,
+        &groups,
+        &[("X-GitHub-Event", "push")],
+        body.to_string().as_bytes(),
+    ) else {
+        panic!("not rendered")
+    };
+    let form = &messages[0].composite.form;
+    assert_eq!(form.len(), 11);
+    assert_eq!(form[0].label, "0000000");
+    assert_eq!(form[0].value, "commit 0");
+    assert_eq!(
+        (form[10].label.as_str(), form[10].value.as_str()),
+        ("…", "+5 more")
+    );
+    assert_eq!(
+        messages[0].composite.head.title,
+        "o/r: 15 commit(s) to main"
+    );
+}
+
+#[test]
+fn the_real_alertmanager_webhook_makes_one_card_with_a_row_per_alert_and_the_generator_link() {
+    let groups = groups(&[("default", &["1000"])]);
+    let source = load(&repo_file("mappings/alertmanager.yaml"), &groups);
+    let body = std::fs::read(repo_file(
+        "tests/fixtures/alertmanager-0.25-firing.body.json",
+    ))
+    .unwrap();
+    let Mapped::Rendered { messages, .. } = map(&source, &groups, &[], &body) else {
+        panic!("not rendered")
+    };
+    let card = &messages[0].composite;
+    assert_eq!(card.head.title, "[FIRING:1] WebhookGatewayPerfTest WARNING");
+    assert_eq!(card.form[0].label, "WebhookGatewayPerfTest gw-1:9000");
+    assert_eq!(
+        card.form[0].value,
+        "firing: Synthetic alert fired to capture a real Alertmanager webhook"
+    );
+    assert_eq!(card.link.url, "http://127.0.0.1:9090/graph?g0.expr=up");
+    assert_valid_composite(&messages[0]);
+}
+
+#[test]
+fn an_alert_without_a_generator_links_to_the_alertmanager() {
+    let groups = groups(&[("default", &["1000"])]);
+    let source = load(&repo_file("mappings/alertmanager.yaml"), &groups);
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo_file(
+            "tests/fixtures/alertmanager-0.25-firing.body.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    body["alerts"][0]["generatorURL"] = "".into();
+    body["status"] = "resolved".into();
+    let Mapped::Rendered { messages, .. } = map(&source, &groups, &[], body.to_string().as_bytes())
+    else {
+        panic!()
+    };
+    assert_eq!(messages[0].composite.link.url, "http://vm:9093");
+    assert!(messages[0].composite.head.title.starts_with("[RESOLVED:1]"));
+}
+
+fn write_mapping(dir: &Path, yaml: &str) -> std::path::PathBuf {
+    let path = dir.join("src1.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn first_error(yaml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_mapping(dir.path(), yaml);
+    let (_, diagnostics) = load_file(&path, &groups(&[("ops", &["1"])]));
+    let error = diagnostics
+        .iter()
+        .find(|d| d.severity == fxhook::diagnostic::Severity::Error)
+        .unwrap_or_else(|| panic!("no error in {diagnostics:?}"));
+    format!("{}:{}: {}", error.line, error.col, error.message)
+}
+
+const HEAD: &str = "verify: { unsigned: true }\nrules:\n";
+
+#[test]
+fn bad_yaml_is_reported_at_its_line_and_column() {
+    let e = first_error(&format!("{HEAD}  - name: x\n    card: {{ title: \"a\n"));
+    assert!(e.starts_with("4:"), "{e}");
+}
+
+#[test]
+fn an_unknown_key_is_reported_where_it_is_written() {
+    let e = first_error(&format!(
+        "{HEAD}  - name: x\n    card:\n      titel: T\n      link: {{ title: a, url: b }}\n"
+    ));
+    assert!(e.starts_with("5:7: unknown field `titel`"), "{e}");
+}
+
+#[test]
+fn a_bad_jsonpath_inside_a_template_points_at_the_bad_character() {
+    let e = first_error(&format!(
+        "{HEAD}  - card:\n      title: \"Push {{$.a[?@.b ==]}} done\"\n      link: {{ title: a, url: b }}\n"
+    ));
+    assert!(
+        e.starts_with("4:32: invalid JSONPath: unexpected ']'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_filter_points_at_its_name() {
+    let e = first_error(&format!(
+        "{HEAD}  - card:\n      title: \"{{$.a | uper}}\"\n      link: {{ title: a, url: b }}\n"
+    ));
+    assert!(e.starts_with("4:22: unknown filter 'uper'"), "{e}");
+}
+
+#[test]
+fn an_unknown_group_is_reported_at_the_recipient() {
+    let e = first_error(&format!(
+        "{HEAD}  - to: [ops, devs]\n    card:\n      title: T\n      link: {{ title: a, url: b }}\n"
+    ));
+    assert!(e.starts_with("3:15: unknown group \"devs\""), "{e}");
+}
+
+#[test]
+fn a_bad_match_path_is_reported_at_the_key() {
+    let e = first_error(&format!(
+        "{HEAD}  - when:\n      match: {{ \"$.a[?@ ==]\": x }}\n    ignore: true\n"
+    ));
+    assert!(
+        e.starts_with("4:26: invalid JSONPath: unexpected ']'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn recipients_come_from_groups_ids_and_payload_lookups_with_a_fallback_and_no_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_mapping(
+        dir.path(),
+        &format!(
+            "{HEAD}  - to: [ops, 'id:42', '{{$.team}}']\n    fallback: oncall\n    card:\n      title: T\n      link: {{ title: a, url: b }}\n"
+        ),
+    );
+    let groups = groups(&[
+        ("ops", &["1", "2"]),
+        ("db", &["2", "3"]),
+        ("oncall", &["9"]),
+    ]);
+    let source = load(&path, &groups);
+    let to = |body: &str| match map(&source, &groups, &[], body.as_bytes()) {
+        Mapped::Rendered { messages, .. } => messages[0].to_user.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(to(r#"{"team":"db"}"#), vec!["1", "2", "42", "3"]);
+    assert_eq!(to(r#"{"team":"nobody"}"#), vec!["1", "2", "42", "9"]);
+}
