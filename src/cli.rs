@@ -37,6 +37,12 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Exit 0 when the local gateway answers GET /healthz with 200 (for container health checks).
+    Healthcheck {
+        /// Configuration file (for server.listen).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Map and route one payload offline (no signature check, no send) and print the messages.
     Render {
         /// Source name (the mapping file's name without .yaml).
@@ -59,6 +65,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Check { config } => check(config.as_deref()),
+        Command::Healthcheck { config } => healthcheck(config.as_deref()),
         Command::Render {
             source,
             payload,
@@ -129,6 +136,32 @@ fn check(config: Option<&Path>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// One GET /healthz over a plain TCP connection: no HTTP client in the image is needed.
+fn healthcheck(config: Option<&Path>) -> ExitCode {
+    use std::io::{Read, Write};
+    let probe = || -> anyhow::Result<bool> {
+        let mut addr = Settings::load(config)?.listen_addr()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let timeout = std::time::Duration::from_secs(3);
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        write!(stream, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.1 200"))
+    };
+    match probe() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("unhealthy: /healthz did not answer 200");
+            ExitCode::FAILURE
+        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -1,1 +1,256 @@
+//! The `fxhook` binary as operators and admins run it: configuration from a file and the
+//! environment, `check`, `render`, and a SIGKILL that loses nothing.
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{python_hmac_hex, repo_file};
+
+fn fxhook() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fxhook"));
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// A gateway process and the port it listens on.
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `fxhook serve` in `dir` (port 0) and waits for its "listening" log line.
+fn serve(dir: &Path, env: &[(&str, &str)]) -> Running {
+    let mut child = fxhook()
+        .arg("serve")
+        .current_dir(dir)
+        .env("FXHOOK__SERVER__LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("fxhook starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(port) = line.split("port=").nth(1) {
+                let port: String = port.chars().take_while(char::is_ascii_digit).collect();
+                let _ = tx.send(port.parse::<u16>().ok());
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(20))
+        .ok()
+        .flatten()
+        .expect("fxhook logs its port");
+    Running { child, port }
+}
+
+/// A working directory with the shipped mappings and a config with one recipient.
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("mappings")).unwrap();
+    for name in ["github.yaml", "alertmanager.yaml"] {
+        std::fs::copy(repo_file(&format!("mappings/{name}")), dir.path().join("mappings").join(name)).unwrap();
+    }
+    std::fs::write(dir.path().join("fxhook.yaml"), "groups:\n  default: ['1000']\n").unwrap();
+    dir
+}
+
+fn post(port: u16, path: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        for (n, v) in headers {
+            req = req.header(*n, v);
+        }
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or_default())
+    })
+}
+
+fn wait_until(mut check: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn a_push_signed_by_python_is_accepted_survives_a_sigkill_and_is_delivered_after_restart() {
+    let dir = workdir();
+    let secret = "binary-test-secret";
+    // The first process has credentials for a vendor that does not answer, so its message
+    // stays queued; it is killed with SIGKILL; the second runs in dry run and must deliver it.
+    let live = [
+        ("FXHOOK_SECRET_GITHUB", secret),
+        ("FXHOOK__FXIAOKE__BASE_URL", "http://127.0.0.1:9"),
+        ("FXHOOK__FXIAOKE__APP_ID", "app"),
+        ("FXHOOK__FXIAOKE__APP_SECRET", "s"),
+        ("FXHOOK__FXIAOKE__PERMANENT_CODE", "p"),
+        ("FXHOOK__FXIAOKE__USER_ID", "1000"),
+    ];
+    let first = serve(dir.path(), &live);
+    let body = std::fs::read(repo_file("tests/fixtures/github/push.4.json")).unwrap();
+    let sig = format!("sha256={}", python_hmac_hex("sha256", secret, &body));
+    let (status, json) = post(
+        first.port,
+        "/hooks/github",
+        &body,
+        &[("X-Hub-Signature-256", sig), ("X-GitHub-Event", "push".into()), ("X-GitHub-Delivery", "kill-1".into())],
+    );
+    assert_eq!(status, 202, "{json}");
+    let id = json["id"].as_str().unwrap().to_string();
+    drop(first); // SIGKILL
+
+    let db = rusqlite::Connection::open(dir.path().join("data/fxhook.db")).unwrap();
+    let stored: i64 = db.query_row("SELECT COUNT(*) FROM events WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+    assert_eq!(stored, 1);
+    let queued: i64 = db
+        .query_row("SELECT COUNT(*) FROM messages WHERE event_id = ?1 AND state IN ('queued', 'in-flight')", [&id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queued, 1, "the message is still waiting when the process dies");
+
+    let _second = serve(dir.path(), &[("FXHOOK_SECRET_GITHUB", secret), ("FXHOOK__FXIAOKE__DRY_RUN", "true")]);
+    wait_until(
+        || {
+            db.query_row(
+                "SELECT COUNT(*) FROM messages WHERE event_id = ?1 AND state = 'delivered'",
+                [&id],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+                == 1
+        },
+        "the message to be delivered",
+    );
+}
+
+#[test]
+fn the_gateway_starts_on_its_embedded_defaults_with_no_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("mappings")).unwrap();
+    std::fs::copy(repo_file("mappings/github.yaml"), dir.path().join("mappings/github.yaml")).unwrap();
+    let running = serve(dir.path(), &[]);
+    let (status, json) = post(running.port, "/hooks/github", b"{}", &[]);
+    assert_eq!(status, 401);
+    assert_eq!(json["error"], "source github has no secret configured");
+    assert!(dir.path().join("data/fxhook.db").exists());
+    let health = fxhook()
+        .arg("healthcheck")
+        .current_dir(dir.path())
+        .env("FXHOOK__SERVER__LISTEN", format!("0.0.0.0:{}", running.port))
+        .output()
+        .unwrap();
+    assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stderr));
+}
+
+#[test]
+fn a_bad_configuration_value_stops_start_up_with_a_message_naming_the_key() {
+    let dir = workdir();
+    let out = fxhook()
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("FXHOOK__SERVER__MAX_BODY_BYTES", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.max_body_bytes"), "{stderr}");
+
+    std::fs::write(dir.path().join("fxhook.yaml"), "mappings:\n  timezone: Mars/Olympus\n").unwrap();
+    let out = fxhook().arg("check").current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mappings.timezone"));
+
+    std::fs::write(dir.path().join("fxhook.yaml"), "servr:\n  listen: 1\n").unwrap();
+    let out = fxhook().arg("check").current_dir(dir.path()).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `servr`"));
+}
+
+#[test]
+fn check_passes_on_the_shipped_mappings_and_fails_with_file_line_col_on_a_broken_one() {
+    let dir = workdir();
+    let out = fxhook().arg("check").current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    // Inactive sources are warned about on stderr without failing.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("github has no secret configured"));
+    // The documented example configuration is a valid one.
+    let out = fxhook().arg("check").arg("--config").arg(repo_file("fxhook.example.yaml")).current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    std::fs::write(
+        dir.path().join("mappings/broken.yaml"),
+        "verify: { preset: github }\nrules:\n  - card:\n      title: \"{$.a | nope}\"\n      link: { title: a, url: b }\n",
+    )
+    .unwrap();
+    let out = fxhook().arg("check").current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("mappings/broken.yaml:4:22: unknown filter 'nope'"), "{stdout}");
+}
+
+#[test]
+fn render_prints_the_exact_send_bodies_as_one_json_document() {
+    let dir = workdir();
+    let out = fxhook()
+        .current_dir(dir.path())
+        .args(["render", "--source", "github", "--header", "X-GitHub-Event: release", "--payload"])
+        .arg(repo_file("tests/fixtures/github/release.published.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "rendered");
+    assert_eq!(doc["rule"], "release");
+    let message = &doc["messages"][0];
+    assert_eq!(message["toUser"], serde_json::json!(["1000"]));
+    assert_eq!(message["msgType"], "composite");
+    assert_eq!(message["composite"]["head"]["title"], "Codertocat/Hello-World: release 0.0.1 published");
+
+    let out = fxhook()
+        .current_dir(dir.path())
+        .args(["render", "--source", "github", "--header", "X-GitHub-Event: ping", "--payload"])
+        .arg(repo_file("tests/fixtures/github/ping.0.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "ignored");
+    assert!(doc["reason"].as_str().unwrap().starts_with("ping"));
+}
+
+#[test]
+fn render_exits_1_with_the_reason_on_stderr_when_the_mapping_fails() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("mappings/thin.yaml"),
+        "verify: { unsigned: true }\nrules:\n  - card:\n      title: \"{$.title}\"\n      link: { title: a, url: b }\n",
+    )
+    .unwrap();
+    let payload = dir.path().join("p.json");
+    std::fs::write(&payload, "{}").unwrap();
+    let out = fxhook()
+        .current_dir(dir.path())
+        .args(["render", "--source", "thin", "--payload"])
+        .arg(&payload)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("card title rendered empty"));
+}
