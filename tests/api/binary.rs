@@ -61,14 +61,30 @@ fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("mappings")).unwrap();
     for name in ["github.yaml", "alertmanager.yaml"] {
-        std::fs::copy(repo_file(&format!("mappings/{name}")), dir.path().join("mappings").join(name)).unwrap();
+        std::fs::copy(
+            repo_file(&format!("mappings/{name}")),
+            dir.path().join("mappings").join(name),
+        )
+        .unwrap();
     }
-    std::fs::write(dir.path().join("fxhook.yaml"), "groups:\n  default: ['1000']\n").unwrap();
+    std::fs::write(
+        dir.path().join("fxhook.yaml"),
+        "groups:\n  default: ['1000']\n",
+    )
+    .unwrap();
     dir
 }
 
-fn post(port: u16, path: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, serde_json::Value) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+fn post(
+    port: u16,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut req = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}{path}"))
@@ -111,21 +127,38 @@ fn a_push_signed_by_python_is_accepted_survives_a_sigkill_and_is_delivered_after
         first.port,
         "/hooks/github",
         &body,
-        &[("X-Hub-Signature-256", sig), ("X-GitHub-Event", "push".into()), ("X-GitHub-Delivery", "kill-1".into())],
+        &[
+            ("X-Hub-Signature-256", sig),
+            ("X-GitHub-Event", "push".into()),
+            ("X-GitHub-Delivery", "kill-1".into()),
+        ],
     );
     assert_eq!(status, 202, "{json}");
     let id = json["id"].as_str().unwrap().to_string();
     drop(first); // SIGKILL
 
     let db = rusqlite::Connection::open(dir.path().join("data/fxhook.db")).unwrap();
-    let stored: i64 = db.query_row("SELECT COUNT(*) FROM events WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+    let stored: i64 = db
+        .query_row("SELECT COUNT(*) FROM events WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(stored, 1);
     let queued: i64 = db
         .query_row("SELECT COUNT(*) FROM messages WHERE event_id = ?1 AND state IN ('queued', 'in-flight')", [&id], |r| r.get(0))
         .unwrap();
-    assert_eq!(queued, 1, "the message is still waiting when the process dies");
+    assert_eq!(
+        queued, 1,
+        "the message is still waiting when the process dies"
+    );
 
-    let _second = serve(dir.path(), &[("FXHOOK_SECRET_GITHUB", secret), ("FXHOOK__FXIAOKE__DRY_RUN", "true")]);
+    let _second = serve(
+        dir.path(),
+        &[
+            ("FXHOOK_SECRET_GITHUB", secret),
+            ("FXHOOK__FXIAOKE__DRY_RUN", "true"),
+        ],
+    );
     wait_until(
         || {
             db.query_row(
@@ -144,7 +177,11 @@ fn a_push_signed_by_python_is_accepted_survives_a_sigkill_and_is_delivered_after
 fn the_gateway_starts_on_its_embedded_defaults_with_no_config_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("mappings")).unwrap();
-    std::fs::copy(repo_file("mappings/github.yaml"), dir.path().join("mappings/github.yaml")).unwrap();
+    std::fs::copy(
+        repo_file("mappings/github.yaml"),
+        dir.path().join("mappings/github.yaml"),
+    )
+    .unwrap();
     let running = serve(dir.path(), &[]);
     let (status, json) = post(running.port, "/hooks/github", b"{}", &[]);
     assert_eq!(status, 401);
@@ -153,10 +190,17 @@ fn the_gateway_starts_on_its_embedded_defaults_with_no_config_file() {
     let health = fxhook()
         .arg("healthcheck")
         .current_dir(dir.path())
-        .env("FXHOOK__SERVER__LISTEN", format!("0.0.0.0:{}", running.port))
+        .env(
+            "FXHOOK__SERVER__LISTEN",
+            format!("0.0.0.0:{}", running.port),
+        )
         .output()
         .unwrap();
-    assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stderr));
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
 }
 
 #[test]
@@ -172,36 +216,75 @@ fn a_bad_configuration_value_stops_start_up_with_a_message_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.max_body_bytes"), "{stderr}");
 
-    std::fs::write(dir.path().join("fxhook.yaml"), "mappings:\n  timezone: Mars/Olympus\n").unwrap();
-    let out = fxhook().arg("check").current_dir(dir.path()).output().unwrap();
+    std::fs::write(
+        dir.path().join("fxhook.yaml"),
+        "mappings:\n  timezone: Mars/Olympus\n",
+    )
+    .unwrap();
+    let out = fxhook()
+        .arg("check")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mappings.timezone"));
 
     std::fs::write(dir.path().join("fxhook.yaml"), "servr:\n  listen: 1\n").unwrap();
-    let out = fxhook().arg("check").current_dir(dir.path()).output().unwrap();
+    let out = fxhook()
+        .arg("check")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `servr`"));
 }
 
 #[test]
 fn check_passes_on_the_shipped_mappings_and_fails_with_file_line_col_on_a_broken_one() {
     let dir = workdir();
-    let out = fxhook().arg("check").current_dir(dir.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = fxhook()
+        .arg("check")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Inactive sources are warned about on stderr without failing.
     assert!(String::from_utf8_lossy(&out.stderr).contains("github has no secret configured"));
     // The documented example configuration is a valid one.
-    let out = fxhook().arg("check").arg("--config").arg(repo_file("fxhook.example.yaml")).current_dir(dir.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fxhook()
+        .arg("check")
+        .arg("--config")
+        .arg(repo_file("fxhook.example.yaml"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     std::fs::write(
         dir.path().join("mappings/broken.yaml"),
         "verify: { preset: github }\nrules:\n  - card:\n      title: \"{$.a | nope}\"\n      link: { title: a, url: b }\n",
     )
     .unwrap();
-    let out = fxhook().arg("check").current_dir(dir.path()).output().unwrap();
+    let out = fxhook()
+        .arg("check")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("mappings/broken.yaml:4:22: unknown filter 'nope'"), "{stdout}");
+    assert!(
+        stdout.starts_with("mappings/broken.yaml:4:22: unknown filter 'nope'"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -209,22 +292,44 @@ fn render_prints_the_exact_send_bodies_as_one_json_document() {
     let dir = workdir();
     let out = fxhook()
         .current_dir(dir.path())
-        .args(["render", "--source", "github", "--header", "X-GitHub-Event: release", "--payload"])
+        .args([
+            "render",
+            "--source",
+            "github",
+            "--header",
+            "X-GitHub-Event: release",
+            "--payload",
+        ])
         .arg(repo_file("tests/fixtures/github/release.published.json"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["status"], "rendered");
     assert_eq!(doc["rule"], "release");
     let message = &doc["messages"][0];
     assert_eq!(message["toUser"], serde_json::json!(["1000"]));
     assert_eq!(message["msgType"], "composite");
-    assert_eq!(message["composite"]["head"]["title"], "Codertocat/Hello-World: release 0.0.1 published");
+    assert_eq!(
+        message["composite"]["head"]["title"],
+        "Codertocat/Hello-World: release 0.0.1 published"
+    );
 
     let out = fxhook()
         .current_dir(dir.path())
-        .args(["render", "--source", "github", "--header", "X-GitHub-Event: ping", "--payload"])
+        .args([
+            "render",
+            "--source",
+            "github",
+            "--header",
+            "X-GitHub-Event: ping",
+            "--payload",
+        ])
         .arg(repo_file("tests/fixtures/github/ping.0.json"))
         .output()
         .unwrap();

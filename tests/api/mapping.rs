@@ -323,3 +323,53 @@ fn recipients_come_from_groups_ids_and_payload_lookups_with_a_fallback_and_no_re
     assert_eq!(to(r#"{"team":"db"}"#), vec!["1", "2", "42", "3"]);
     assert_eq!(to(r#"{"team":"nobody"}"#), vec!["1", "2", "42", "9"]);
 }
+
+#[actix_rt::test]
+async fn a_signed_push_through_the_shipped_mapping_is_stored_as_a_valid_composite_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("gh.secret");
+    std::fs::write(&secret_file, "e2e").unwrap();
+    // The shipped file, with the secret read from a file instead of the process environment.
+    let yaml = std::fs::read_to_string(repo_file("mappings/github.yaml"))
+        .unwrap()
+        .replacen(
+            "  preset: github",
+            &format!(
+                "  preset: github\n  secrets: [{{file: {}}}]",
+                secret_file.display()
+            ),
+            1,
+        );
+    let app = crate::helpers::spawn_app(crate::helpers::Options {
+        mappings: vec![("github".into(), yaml)],
+        tweak: None,
+        dir: Some(dir),
+    })
+    .await;
+    let body = std::fs::read(repo_file("tests/fixtures/github/push.4.json")).unwrap();
+    let sig = format!(
+        "sha256={}",
+        crate::helpers::python_hmac_hex("sha256", "e2e", &body)
+    );
+    let res = app
+        .post_hook(
+            "github",
+            body,
+            &[
+                ("X-Hub-Signature-256", sig),
+                ("X-GitHub-Event", "push".into()),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let stored: String = app
+        .db()
+        .query_row("SELECT body FROM messages", [], |r| r.get(0))
+        .unwrap();
+    let body: SendBody = serde_json::from_str(&stored).unwrap();
+    assert_valid_composite(&body);
+    assert_eq!(
+        body.composite.head.title,
+        "Codertocat/Hello-World: 1 commit(s) to master"
+    );
+}

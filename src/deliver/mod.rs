@@ -4,6 +4,8 @@
 //! stored as delivered in dry-run. A message taken by a process that died is put back in the
 //! queue when the next process starts.
 
+pub mod policy;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
