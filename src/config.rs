@@ -194,6 +194,11 @@ pub struct DeliverySettings {
     /// How often the worker looks for due messages when nothing wakes it.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// A message older than this is given up (dead) instead of retried.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Sends in progress at once (all share the rate limit and the token).
+    pub concurrency: usize,
 }
 
 impl Default for DeliverySettings {
@@ -218,6 +223,8 @@ impl Default for DeliverySettings {
             keep_delivered: Duration::from_secs(7 * 24 * 3600),
             keep_dead: Duration::from_secs(30 * 24 * 3600),
             poll_interval: Duration::from_secs(1),
+            max_age: Duration::from_secs(48 * 3600),
+            concurrency: 4,
         }
     }
 }
@@ -345,6 +352,9 @@ impl Settings {
             bail!(
                 "invalid configuration: delivery.rate_limit and delivery.rate_window must be greater than 0"
             );
+        }
+        if self.delivery.concurrency == 0 {
+            bail!("invalid configuration: delivery.concurrency must be at least 1");
         }
         if self.delivery.retry_schedule.is_empty() {
             bail!("invalid configuration: delivery.retry_schedule must list at least one delay");

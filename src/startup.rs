@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -13,7 +14,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::config::{Settings, parse_ip_range};
-use crate::deliver::{Mode, Worker};
+use crate::deliver::fxiaoke::{Credentials, FxiaokeClient};
+use crate::deliver::policy::RetryPolicy;
+use crate::deliver::{Mode, Worker, WorkerSettings};
 use crate::diagnostic::Severity;
 use crate::enqueue::{self, WriterSettings};
 use crate::receive::{self, AppState};
@@ -24,7 +27,8 @@ use crate::{source, store};
 pub struct Application {
     port: u16,
     server: Server,
-    worker: Option<Worker>,
+    worker: Worker,
+    grace: Duration,
     writer: JoinHandle<()>,
 }
 
@@ -51,23 +55,42 @@ impl Application {
             },
             Arc::clone(&queued),
         )?;
-        let worker = if settings.fxiaoke.effective_dry_run() {
+        let mode = if settings.fxiaoke.effective_dry_run() {
             tracing::info!(
                 "dry run: messages are logged and marked delivered, nothing is sent to Fxiaoke"
             );
-            Some(Worker::new(
-                worker_conn,
-                Mode::DryRun,
-                queued,
-                settings.delivery.poll_interval,
-            )?)
+            Mode::DryRun
         } else {
-            tracing::error!(
-                "live delivery to Fxiaoke is not available in this version: accepted messages stay queued \
-                 (nothing is lost) until a version with delivery runs; set fxiaoke.dry_run: true to drain them to the log"
-            );
-            None
+            let creds =
+                Credentials::from_settings(&settings.fxiaoke).context("fxiaoke credentials")?;
+            let d = &settings.delivery;
+            tracing::info!(base_url = %settings.fxiaoke.base_url, "live delivery to the Fxiaoke OpenAPI");
+            Mode::Live(Arc::new(FxiaokeClient::new(
+                &settings.fxiaoke.base_url,
+                creds,
+                d.connect_timeout,
+                d.request_timeout,
+            )?))
         };
+        let d = &settings.delivery;
+        let worker = Worker::new(
+            worker_conn,
+            mode,
+            queued,
+            WorkerSettings {
+                poll_interval: d.poll_interval,
+                retry: RetryPolicy {
+                    schedule: d.retry_schedule.clone(),
+                    max_age: d.max_age,
+                },
+                rate_limit: d.rate_limit as usize,
+                rate_window: d.rate_window,
+                concurrency: d.concurrency,
+                keep_delivered: d.keep_delivered,
+                keep_dead: d.keep_dead,
+            },
+        )?;
+        let grace = d.request_timeout + Duration::from_secs(1);
 
         let trusted_proxies = settings
             .server
@@ -106,6 +129,7 @@ impl Application {
             port,
             server,
             worker,
+            grace,
             writer,
         })
     }
@@ -127,16 +151,15 @@ impl Application {
     /// The server failed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let worker = self.worker.map(|w| {
-            tokio::spawn(w.run_until_stopped(async {
+        let worker = tokio::spawn(self.worker.run_until_stopped(
+            async {
                 let _ = stopped.await;
-            }))
-        });
+            },
+            self.grace,
+        ));
         let result = self.server.await;
         let _ = stop.send(());
-        if let Some(worker) = worker {
-            let _ = worker.await;
-        }
+        let _ = worker.await;
         // The server's app state (and so the last Enqueuer) is gone: the writer drains and ends.
         let writer = self.writer;
         let joined = tokio::task::spawn_blocking(move || writer.join());

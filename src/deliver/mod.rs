@@ -1,19 +1,25 @@
-//! Deliver: the last step. The worker takes due messages from the store one at a time, sends
-//! each, records the attempt and moves the message on. In dry-run mode (the default when no
-//! credentials are configured) "sending" is logging the exact request body, and the message is
-//! stored as delivered in dry-run. A message taken by a process that died is put back in the
-//! queue when the next process starts.
+//! Deliver: the last step. Workers take due messages from the store, send each through the
+//! Fxiaoke client (paced under the vendor's rate limit), record every call as an attempt, and
+//! move the message on: delivered, queued again on the retry schedule, or dead. In dry run (the
+//! default when no credentials are configured) "sending" is logging the exact body. A message
+//! taken by a process that died is queued again when the next process starts.
+//!
+//! Layout: [`policy`] holds the pure decisions (classification, retries, pacing); [`fxiaoke`]
+//! is the vendor client.
 
+pub mod fxiaoke;
 pub mod policy;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-use crate::store::{self, AttemptRecord};
+use crate::store::{self, AttemptRecord, Claimed, Transition};
+use fxiaoke::{CallReport, FxiaokeClient};
+use policy::{Answer, Next, Pacer, RetryPolicy, Verdict, classify, next_step};
 
 /// What one step of the worker did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,19 +31,48 @@ pub enum Step {
 }
 
 /// How messages leave the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Mode {
     /// Log the body and mark the message delivered.
     DryRun,
+    /// Send through the Fxiaoke OpenAPI.
+    Live(Arc<FxiaokeClient>),
 }
 
-/// The delivery worker.
+/// The worker's settings.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// When nothing wakes the worker, it looks for due messages this often.
+    pub poll_interval: Duration,
+    /// Retry schedule and maximum age.
+    pub retry: RetryPolicy,
+    /// Sends allowed per `rate_window`.
+    pub rate_limit: usize,
+    /// The rate window; also how long a slow-down answer pauses every send.
+    pub rate_window: Duration,
+    /// Sends in progress at once.
+    pub concurrency: usize,
+    /// Retention of delivered events.
+    pub keep_delivered: Duration,
+    /// Retention of dead and failed events.
+    pub keep_dead: Duration,
+}
+
+/// The delivery worker (cheap to clone: its clones share the store, pacer and client).
 #[derive(Clone)]
 pub struct Worker {
     conn: Arc<Mutex<Connection>>,
     mode: Mode,
     queued: Arc<Notify>,
-    poll_interval: Duration,
+    settings: Arc<WorkerSettings>,
+    pacer: Arc<tokio::sync::Mutex<Pacer>>,
+}
+
+/// The outcome of sending one message: its calls and the verdict of the last one.
+struct Sent {
+    records: Vec<AttemptRecord>,
+    verdict: Verdict,
+    error: Option<String>,
 }
 
 impl Worker {
@@ -49,7 +84,7 @@ impl Worker {
         conn: Connection,
         mode: Mode,
         queued: Arc<Notify>,
-        poll_interval: Duration,
+        settings: WorkerSettings,
     ) -> anyhow::Result<Worker> {
         let requeued = store::requeue_in_flight(&conn, SystemTime::now())?;
         if requeued > 0 {
@@ -58,12 +93,22 @@ impl Worker {
                 "messages left in flight by a previous process are queued again"
             );
         }
+        let pacer = Pacer::new(settings.rate_limit, settings.rate_window);
         Ok(Worker {
             conn: Arc::new(Mutex::new(conn)),
             mode,
             queued,
-            poll_interval,
+            settings: Arc::new(settings),
+            pacer: Arc::new(tokio::sync::Mutex::new(pacer)),
         })
+    }
+
+    /// The live client, when there is one.
+    pub fn client(&self) -> Option<Arc<FxiaokeClient>> {
+        match &self.mode {
+            Mode::Live(c) => Some(Arc::clone(c)),
+            Mode::DryRun => None,
+        }
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -94,7 +139,7 @@ impl Worker {
             return Ok(Step::Idle);
         };
         let started = SystemTime::now();
-        let (record, state) = match self.mode {
+        let sent = match &self.mode {
             Mode::DryRun => {
                 tracing::info!(
                     message_id = msg.id,
@@ -102,48 +147,270 @@ impl Worker {
                     body = %msg.body,
                     "dry run: this body would be POSTed to /cgi/message/send"
                 );
-                (
-                    AttemptRecord {
+                Sent {
+                    records: vec![AttemptRecord {
                         outcome: "dry-run".into(),
                         ..AttemptRecord::default()
-                    },
-                    "delivered",
-                )
+                    }],
+                    verdict: Verdict::Delivered,
+                    error: None,
+                }
             }
+            Mode::Live(client) => self.send_live(client, &msg).await,
         };
+        let transition = self.decide(&msg, &sent).await;
         let id = msg.id;
-        self.with_conn(move |c| store::finish_attempt(c, id, started, &record, state, None))
-            .await?;
+        let records = sent.records;
+        let state = transition.state.to_string();
+        let next = transition.next_attempt_at;
+        let error = transition.last_error.clone();
+        self.with_conn(move |c| {
+            store::finish_attempt(
+                c,
+                id,
+                started,
+                &records,
+                &Transition {
+                    state: &state,
+                    next_attempt_at: next,
+                    last_error: error,
+                },
+            )
+        })
+        .await?;
         Ok(Step::Handled)
     }
 
-    /// Runs until `shutdown` completes, sleeping when idle until a commit wakes it or the poll
-    /// interval passes.
-    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
+    /// Waits for a send slot under the rate limit (and any pause).
+    async fn pace(&self) {
+        let slot = {
+            let mut pacer = self.pacer.lock().await;
+            let slot = pacer.next_slot(Instant::now());
+            pacer.record(slot);
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+
+    async fn send_live(&self, client: &FxiaokeClient, msg: &Claimed) -> Sent {
+        let mut records = Vec::new();
+        let mut refreshed = false;
         loop {
-            let step = tokio::select! {
-                _ = &mut shutdown => break,
-                step = self.try_execute_task() => step,
-            };
-            match step {
-                Ok(Step::Handled) => continue,
-                Ok(Step::Idle) => {
-                    tokio::select! {
-                        _ = &mut shutdown => break,
-                        _ = self.queued.notified() => {}
-                        _ = tokio::time::sleep(self.poll_interval) => {}
+            let token = match client.token().await {
+                Ok(t) => t,
+                Err(failure) => {
+                    if let Some(report) = &failure.report {
+                        records.push(record("token-failed", report));
                     }
+                    tracing::error!(message_id = msg.id, reason = %failure.reason, "no access token");
+                    return Sent {
+                        records,
+                        verdict: Verdict::RetryLater,
+                        error: Some(failure.reason),
+                    };
                 }
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "delivery worker step failed");
-                    tokio::select! {
-                        _ = &mut shutdown => break,
-                        _ = tokio::time::sleep(self.poll_interval) => {}
-                    }
+            };
+            self.pace().await;
+            let report = client.send(&token, &msg.body).await;
+            let verdict = classify(&report.answer);
+            log_call(msg, &report, verdict);
+            if verdict == Verdict::RefreshToken && !refreshed {
+                // The token is stale: drop it (unless someone already did), fetch once, retry at once.
+                records.push(record("token-refresh", &report));
+                client.invalidate(&token).await;
+                refreshed = true;
+                continue;
+            }
+            let verdict = if verdict == Verdict::RefreshToken {
+                Verdict::RetryLater
+            } else {
+                verdict
+            };
+            let outcome = match verdict {
+                Verdict::Delivered => "delivered",
+                Verdict::SlowDown => "slow-down",
+                Verdict::QuotaReset => "quota",
+                Verdict::Permanent => "refused",
+                _ => "retry",
+            };
+            let error = (verdict != Verdict::Delivered).then(|| describe(&report));
+            records.push(record(outcome, &report));
+            return Sent {
+                records,
+                verdict,
+                error,
+            };
+        }
+    }
+
+    /// Applies the policy, and backs the whole sender off on a slow-down or quota answer.
+    async fn decide(&self, msg: &Claimed, sent: &Sent) -> Transition<'static> {
+        let now = SystemTime::now();
+        let created = UNIX_EPOCH + Duration::from_millis(msg.created_at.max(0) as u64);
+        let jitter = rand_unit();
+        let next = next_step(
+            &self.settings.retry,
+            sent.verdict,
+            msg.attempts as usize + 1,
+            created,
+            now,
+            jitter,
+        );
+        match sent.verdict {
+            Verdict::SlowDown => self
+                .pacer
+                .lock()
+                .await
+                .pause_until(Instant::now() + self.settings.rate_window),
+            Verdict::QuotaReset => {
+                if let Ok(wait) = policy::next_vendor_midnight(now).duration_since(now) {
+                    tracing::error!(
+                        "the daily OpenAPI quota is used up (30002): sending resumes after midnight Asia/Shanghai"
+                    );
+                    self.pacer.lock().await.pause_until(Instant::now() + wait);
+                }
+            }
+            _ => {}
+        }
+        match next {
+            Next::Delivered => Transition {
+                state: "delivered",
+                next_attempt_at: None,
+                last_error: None,
+            },
+            Next::RetryAt(at) => Transition {
+                state: "queued",
+                next_attempt_at: Some(at),
+                last_error: sent.error.clone(),
+            },
+            Next::Dead(why) => {
+                let error = match &sent.error {
+                    Some(e) => format!("{e}; {why}"),
+                    None => why,
+                };
+                tracing::error!(message_id = msg.id, event_id = %msg.event_id, %error, "message is dead; an admin can replay it");
+                Transition {
+                    state: "dead",
+                    next_attempt_at: None,
+                    last_error: Some(error),
                 }
             }
         }
+    }
+
+    /// Deletes events past their retention.
+    async fn prune(&self) {
+        let (keep_delivered, keep_dead) = (self.settings.keep_delivered, self.settings.keep_dead);
+        match self
+            .with_conn(move |c| store::prune(c, SystemTime::now(), keep_delivered, keep_dead))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "pruned events past their retention"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot prune old events"),
+        }
+    }
+
+    async fn run_loop(self, mut stop: tokio::sync::watch::Receiver<bool>, prunes: bool) {
+        let mut last_prune: Option<Instant> = None;
+        while !*stop.borrow() {
+            if prunes && last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
+                last_prune = Some(Instant::now());
+                self.prune().await;
+            }
+            let wait = match self.try_execute_task().await {
+                Ok(Step::Handled) => continue,
+                Ok(Step::Idle) => self.settings.poll_interval,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "delivery worker step failed");
+                    self.settings.poll_interval.max(Duration::from_millis(500))
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = self.queued.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Runs `delivery.concurrency` loops until `shutdown` completes; then lets sends in progress
+    /// finish for up to `grace` (what does not finish stays in flight and is queued again at
+    /// the next start).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut loops = tokio::task::JoinSet::new();
+        for i in 0..self.settings.concurrency {
+            loops.spawn(self.clone().run_loop(rx.clone(), i == 0));
+        }
+        shutdown.await;
+        let _ = tx.send(true);
+        self.queued.notify_waiters();
+        let drained =
+            tokio::time::timeout(grace, async { while loops.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                "sends still in progress at shutdown are queued again at the next start"
+            );
+            loops.abort_all();
+        }
         tracing::info!("delivery worker stopped");
     }
+}
+
+fn record(outcome: &str, r: &CallReport) -> AttemptRecord {
+    AttemptRecord {
+        outcome: outcome.to_string(),
+        http_status: r.http_status,
+        error_code: match r.answer {
+            Answer::Code(c) => Some(c),
+            _ => None,
+        },
+        error_message: r.message.clone(),
+        trace_id: r.trace_id.clone(),
+        third_trace_id: Some(r.third_trace_id.clone()),
+    }
+}
+
+/// The admin-facing text of a failed call: code, message and both trace ids.
+fn describe(r: &CallReport) -> String {
+    let what = match &r.answer {
+        Answer::Code(c) => format!("errorCode {c}"),
+        Answer::Http(s) => format!("HTTP {s}"),
+        Answer::NotJson => "not a JSON answer".into(),
+        Answer::Timeout => "timeout".into(),
+        Answer::Connect => "connection failed".into(),
+    };
+    let mut text = what;
+    if let Some(m) = &r.message {
+        text.push_str(": ");
+        text.push_str(m);
+    }
+    if let Some(t) = &r.trace_id {
+        text.push_str(&format!(" (traceId {t}"));
+        text.push_str(&format!(", thirdTraceId {})", r.third_trace_id));
+    } else {
+        text.push_str(&format!(" (thirdTraceId {})", r.third_trace_id));
+    }
+    text
+}
+
+fn log_call(msg: &Claimed, r: &CallReport, verdict: Verdict) {
+    if verdict == Verdict::Delivered {
+        tracing::info!(message_id = msg.id, event_id = %msg.event_id, third_trace_id = %r.third_trace_id,
+            trace_id = r.trace_id.as_deref().unwrap_or("-"), "message delivered");
+    } else {
+        tracing::warn!(message_id = msg.id, event_id = %msg.event_id, third_trace_id = %r.third_trace_id,
+            trace_id = r.trace_id.as_deref().unwrap_or("-"), verdict = ?verdict, error = %describe(r), "send failed");
+    }
+}
+
+/// A value in [-1, 1] for retry jitter (from the UUID generator's randomness: no extra crate).
+fn rand_unit() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u128() as u32;
+    f64::from(bits) / f64::from(u32::MAX) * 2.0 - 1.0
 }

@@ -82,6 +82,8 @@ pub struct Claimed {
     pub body: String,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// When the message was created (unix ms).
+    pub created_at: i64,
 }
 
 /// Puts back every message a previous process took and did not finish (it died).
@@ -107,7 +109,7 @@ pub fn claim_next(conn: &Connection, now: SystemTime) -> anyhow::Result<Option<C
          WHERE id = (SELECT id FROM messages
                      WHERE state = 'queued' AND next_attempt_at <= ?1
                      ORDER BY next_attempt_at, id LIMIT 1)
-         RETURNING id, event_id, body, attempts",
+         RETURNING id, event_id, body, attempts, created_at",
         params![now],
         |r| {
             Ok(Claimed {
@@ -115,6 +117,7 @@ pub fn claim_next(conn: &Connection, now: SystemTime) -> anyhow::Result<Option<C
                 event_id: r.get(1)?,
                 body: r.get(2)?,
                 attempts: r.get(3)?,
+                created_at: r.get(4)?,
             })
         },
     )
@@ -139,8 +142,18 @@ pub struct AttemptRecord {
     pub third_trace_id: Option<String>,
 }
 
-/// Records an attempt and moves the message to `state` (with its next attempt time when it goes
-/// back to the queue), in one transaction.
+/// Where a message goes after an attempt.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    /// `delivered`, `queued` (retry) or `dead`.
+    pub state: &'a str,
+    /// When it is due again (for `queued`).
+    pub next_attempt_at: Option<SystemTime>,
+    /// The error shown to admins, if any.
+    pub last_error: Option<String>,
+}
+
+/// Records the calls of one attempt and moves the message on, in one transaction.
 ///
 /// # Errors
 /// A database error.
@@ -148,42 +161,73 @@ pub fn finish_attempt(
     conn: &mut Connection,
     message_id: i64,
     started: SystemTime,
-    record: &AttemptRecord,
-    state: &str,
-    next_attempt_at: Option<SystemTime>,
+    records: &[AttemptRecord],
+    to: &Transition,
 ) -> anyhow::Result<()> {
     let now = unix_ms(SystemTime::now());
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute(
-        "INSERT INTO attempts (message_id, started_at, finished_at, outcome, http_status,
-                               error_code, error_message, trace_id, third_trace_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            message_id,
-            unix_ms(started),
-            now,
-            record.outcome,
-            record.http_status,
-            record.error_code,
-            record.error_message,
-            record.trace_id,
-            record.third_trace_id
-        ],
-    )?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO attempts (message_id, started_at, finished_at, outcome, http_status,
+                                   error_code, error_message, trace_id, third_trace_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for record in records {
+            insert.execute(params![
+                message_id,
+                unix_ms(started),
+                now,
+                record.outcome,
+                record.http_status,
+                record.error_code,
+                record.error_message,
+                record.trace_id,
+                record.third_trace_id
+            ])?;
+        }
+    }
     tx.execute(
         "UPDATE messages SET state = ?2, attempts = attempts + 1, updated_at = ?3,
                 next_attempt_at = COALESCE(?4, next_attempt_at), last_error = ?5
          WHERE id = ?1",
         params![
             message_id,
-            state,
+            to.state,
             now,
-            next_attempt_at.map(unix_ms),
-            record.error_message
+            to.next_attempt_at.map(unix_ms),
+            to.last_error
         ],
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// Deletes events (with their messages and attempts) past their retention: delivered ones after
+/// `keep_delivered`; dead and failed ones after `keep_dead`. Events with a message still queued
+/// or in flight are never pruned.
+///
+/// # Errors
+/// A database error.
+pub fn prune(
+    conn: &Connection,
+    now: SystemTime,
+    keep_delivered: std::time::Duration,
+    keep_dead: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let now = unix_ms(now);
+    let delivered_cutoff = now - keep_delivered.as_millis() as i64;
+    let dead_cutoff = now - keep_dead.as_millis() as i64;
+    let n = conn.execute(
+        "DELETE FROM events
+         WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                           AND m.state IN ('queued', 'in-flight'))
+           AND ((received_at < ?1 AND state = 'mapped'
+                 AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                                 AND m.state IN ('dead', 'failed')))
+                OR received_at < ?2)",
+        params![delivered_cutoff, dead_cutoff],
+    )?;
+    Ok(n)
 }
 
 /// Message counts by state.
