@@ -43,6 +43,15 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Fetch a token with the configured credentials and send one test card, printing each step.
+    SendTest {
+        /// The employee id that receives the test card.
+        #[arg(long)]
+        to: String,
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Map and route one payload offline (no signature check, no send) and print the messages.
     Render {
         /// Source name (the mapping file's name without .yaml).
@@ -66,6 +75,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Check { config } => check(config.as_deref()),
         Command::Healthcheck { config } => healthcheck(config.as_deref()),
+        Command::SendTest { to, config } => send_test(&to, config.as_deref()),
         Command::Render {
             source,
             payload,
@@ -136,6 +146,95 @@ fn check(config: Option<&Path>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The first thing to run after entering credentials: every step and the vendor's answer.
+fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
+    use crate::card::{Card, Link, Row, SendBody};
+    use crate::deliver::fxiaoke::{Credentials, FxiaokeClient};
+    use crate::deliver::policy::Answer;
+    let run = || -> anyhow::Result<bool> {
+        let settings = Settings::load(config)?;
+        let f = &settings.fxiaoke;
+        let creds = Credentials::from_settings(f).context(
+            "fxiaoke.app_id, app_secret, permanent_code and user_id must all be set (FXHOOK__FXIAOKE__…)",
+        )?;
+        let to = crate::route::RecipientId::try_from(to.to_string()).map_err(anyhow::Error::msg)?;
+        let d = &settings.delivery;
+        let client = FxiaokeClient::new(&f.base_url, creds, d.connect_timeout, d.request_timeout)?;
+        let card = Card::new(
+            "fxhook test card".into(),
+            Some("If you can read this, delivery works.".into()),
+            vec![Row {
+                label: "Sent by".into(),
+                value: "fxhook send-test".into(),
+            }],
+            None,
+            Link {
+                title: "fxhook".into(),
+                url: "https://open.fxiaoke.com".into(),
+            },
+        )?;
+        let body = serde_json::to_string(&SendBody::new(vec![to.as_str().to_string()], &card))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            println!(
+                "1. token: POST {}/oauth2.0/token",
+                f.base_url.trim_end_matches('/')
+            );
+            let token = match client.token().await {
+                Ok(t) => {
+                    println!("   ok ({t:?})");
+                    t
+                }
+                Err(failure) => {
+                    println!("   failed: {}", failure.reason);
+                    if let Some(r) = failure.report {
+                        println!(
+                            "   thirdTraceId {} traceId {}",
+                            r.third_trace_id,
+                            r.trace_id.unwrap_or_default()
+                        );
+                    }
+                    return Ok(false);
+                }
+            };
+            println!(
+                "2. send: POST {}/cgi/message/send to {}",
+                f.base_url.trim_end_matches('/'),
+                to.as_str()
+            );
+            println!("   body {body}");
+            let report = client.send(&token, &body).await;
+            println!(
+                "   answer: {:?} {} (http {}, traceId {}, thirdTraceId {})",
+                report.answer,
+                report.message.clone().unwrap_or_default(),
+                report
+                    .http_status
+                    .map_or("-".to_string(), |s| s.to_string()),
+                report.trace_id.clone().unwrap_or_else(|| "-".into()),
+                report.third_trace_id
+            );
+            let ok = report.answer == Answer::Code(0);
+            println!(
+                "{}",
+                if ok {
+                    "delivered: check the Fxiaoke app of that employee"
+                } else {
+                    "not delivered"
+                }
+            );
+            Ok(ok)
+        })
+    };
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => fail(&e),
     }
 }
 
@@ -233,16 +332,13 @@ pub fn render_json(
     let parsed = crate::verify::trust_offline(webhook)
         .parse()
         .with_context(|| format!("{} is not a JSON payload", payload.display()))?;
-    Ok(match loaded.mapping.map(&parsed, &groups, tz) {
-        Mapped::Ignored { reason } => serde_json::json!({"status": "ignored", "reason": reason}),
-        Mapped::Rendered { rule, messages } => {
-            if messages.iter().any(|m| m.to_user.is_empty()) {
-                eprintln!(
-                    "warning: rule {rule} reaches no recipient: the message would be stored as failed (no recipients)"
-                );
-            }
-            serde_json::json!({"status": "rendered", "rule": rule, "messages": messages})
-        }
-        Mapped::Failed { rule, reason } => anyhow::bail!("rule {rule}: {reason}"),
-    })
+    let mapped = loaded.mapping.map(&parsed, &groups, tz);
+    if let Mapped::Rendered { rule, messages } = &mapped
+        && messages.iter().any(|m| m.to_user.is_empty())
+    {
+        eprintln!(
+            "warning: rule {rule} reaches no recipient: the message would be stored as failed (no recipients)"
+        );
+    }
+    mapped.render_document().map_err(anyhow::Error::msg)
 }

@@ -45,6 +45,34 @@ pub enum EventOutcome {
     },
 }
 
+impl EventOutcome {
+    /// What to store for a mapping result; `Err(reason)` for an ignored event (nothing stored).
+    ///
+    /// # Errors
+    /// The event is ignored.
+    pub fn from_mapped(mapped: crate::map::Mapped) -> Result<EventOutcome, String> {
+        use crate::map::Mapped;
+        match mapped {
+            Mapped::Ignored { reason } => Err(reason),
+            Mapped::Rendered { rule, messages } => Ok(EventOutcome::Mapped {
+                rule,
+                messages: messages
+                    .iter()
+                    .map(|m| NewMessage {
+                        // Serialising a struct of strings cannot fail.
+                        body: serde_json::to_string(m).unwrap_or_default(),
+                        failed: m.to_user.is_empty().then(|| "no recipients".to_string()),
+                    })
+                    .collect(),
+            }),
+            Mapped::Failed { rule, reason } => Ok(EventOutcome::Failed {
+                rule: Some(rule),
+                reason,
+            }),
+        }
+    }
+}
+
 /// An accepted event to commit.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -301,19 +329,39 @@ fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<
             error
         ],
     )?;
+    insert_messages(conn, &ev.id, 0, messages, received)?;
+    Ok(Committed::Accepted(ev.id.clone()))
+}
+
+/// Inserts an event's messages, numbered from `first_seq`: queued, or failed with their reason.
+///
+/// # Errors
+/// A database error.
+pub fn insert_messages(
+    conn: &Connection,
+    event_id: &str,
+    first_seq: i64,
+    messages: &[NewMessage],
+    now_ms: i64,
+) -> anyhow::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?5, ?5)",
     )?;
-    for (seq, m) in messages.iter().enumerate() {
+    for (i, m) in messages.iter().enumerate() {
         let state = if m.failed.is_some() {
             "failed"
         } else {
             "queued"
         };
         stmt.execute(params![
-            ev.id, seq as i64, m.body, state, received, m.failed
+            event_id,
+            first_seq + i as i64,
+            m.body,
+            state,
+            now_ms,
+            m.failed
         ])?;
     }
-    Ok(Committed::Accepted(ev.id.clone()))
+    Ok(())
 }

@@ -16,6 +16,7 @@
 //! card and send body), [`store`] (SQLite schema and queries), [`diagnostic`] (`file:line:col`
 //! problems), [`startup`] (wiring), [`cli`] (the `fxhook` command), [`telemetry`] (logs).
 
+pub mod admin;
 pub mod card;
 pub mod cli;
 pub mod config;

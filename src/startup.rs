@@ -13,6 +13,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
+use crate::admin::{self, Admin};
 use crate::config::{Settings, parse_ip_range};
 use crate::deliver::fxiaoke::{Credentials, FxiaokeClient};
 use crate::deliver::policy::RetryPolicy;
@@ -73,10 +74,14 @@ impl Application {
             )?))
         };
         let d = &settings.delivery;
+        let delivery = match &mode {
+            Mode::Live(client) => Some(Arc::clone(client)),
+            Mode::DryRun => None,
+        };
         let worker = Worker::new(
             worker_conn,
             mode,
-            queued,
+            Arc::clone(&queued),
             WorkerSettings {
                 poll_interval: d.poll_interval,
                 retry: RetryPolicy {
@@ -98,6 +103,20 @@ impl Application {
             .iter()
             .map(|p| parse_ip_range(p))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let admin = match &settings.admin.token {
+            Some(token)
+                if !secrecy::ExposeSecret::expose_secret(token)
+                    .trim()
+                    .is_empty() =>
+            {
+                Some(Admin {
+                    token: token.clone(),
+                    conn: Arc::new(std::sync::Mutex::new(store::open(&settings.store.path)?)),
+                    mappings_dir: settings.mappings.dir.clone(),
+                })
+            }
+            _ => None,
+        };
         let state = web::Data::new(AppState {
             sources: ArcSwap::from_pointee(sources),
             groups,
@@ -105,6 +124,9 @@ impl Application {
             enqueuer,
             max_body_bytes: settings.server.max_body_bytes,
             trusted_proxies,
+            queued,
+            admin,
+            delivery,
         });
         let addr = settings.listen_addr()?;
         let listener = TcpListener::bind(addr)
@@ -115,6 +137,7 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(from_fn(receive::request_context))
                 .configure(receive::routes)
+                .configure(admin::routes)
                 .default_service(web::to(|| async {
                     HttpResponse::NotFound().json(serde_json::json!({"error": "not found"}))
                 }))

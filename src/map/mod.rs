@@ -181,6 +181,25 @@ impl Mapping {
     }
 }
 
+impl Mapped {
+    /// The document of `fxhook render` and `POST /admin/render`: `{"status":"rendered",…}` or
+    /// `{"status":"ignored",…}`.
+    ///
+    /// # Errors
+    /// The mapping failed: the rule and the reason.
+    pub fn render_document(&self) -> Result<serde_json::Value, String> {
+        match self {
+            Mapped::Ignored { reason } => {
+                Ok(serde_json::json!({"status": "ignored", "reason": reason}))
+            }
+            Mapped::Rendered { rule, messages } => {
+                Ok(serde_json::json!({"status": "rendered", "rule": rule, "messages": messages}))
+            }
+            Mapped::Failed { rule, reason } => Err(format!("rule {rule}: {reason}")),
+        }
+    }
+}
+
 impl Condition {
     fn holds(&self, webhook: &crate::verify::Webhook, scope: &Scope) -> bool {
         let non_null = |p: &JsonPath| p.query(scope).iter().any(|v| !v.is_null());

@@ -21,8 +21,7 @@ pub use errors::ReceiveError;
 pub use middleware::request_context;
 
 use crate::config::IpRange;
-use crate::enqueue::{Committed, Enqueuer, EventOutcome, NewEvent, NewMessage};
-use crate::map::Mapped;
+use crate::enqueue::{Committed, Enqueuer, EventOutcome, NewEvent};
 use crate::map::jsonpath::Scope;
 use crate::route::Groups;
 use crate::source::{Dedup, Source, SourceSet};
@@ -42,6 +41,12 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpRange>,
+    /// Wakes the delivery worker (after an admin replay).
+    pub queued: Arc<tokio::sync::Notify>,
+    /// The admin API, when `admin.token` is set.
+    pub admin: Option<crate::admin::Admin>,
+    /// The vendor client in live mode (its last token error shows in `/readyz`).
+    pub delivery: Option<Arc<crate::deliver::fxiaoke::FxiaokeClient>>,
 }
 
 /// Registers the routes.
@@ -72,9 +77,17 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         detail.insert(name.clone(), json!({"state": "rejected", "error": error}));
     }
     let store_ok = state.enqueuer.is_alive();
+    let delivery = match &state.delivery {
+        None => json!({"mode": "dry-run"}),
+        Some(client) => match client.last_token_error().await {
+            None => json!({"mode": "live", "token": "ok"}),
+            Some(error) => json!({"mode": "live", "token": "failed", "error": error}),
+        },
+    };
     let body = json!({
         "status": if store_ok { "ready" } else { "not ready" },
         "store": if store_ok { "open" } else { "unavailable" },
+        "delivery": delivery,
         "sources": detail,
     });
     if store_ok {
@@ -164,27 +177,20 @@ async fn receive_hook(
     let payload = verified
         .parse()
         .map_err(|e| ReceiveError::Malformed(e.to_string()))?;
-    let outcome = match source.mapping.map(&payload, &state.groups, state.tz) {
-        Mapped::Ignored { reason } => {
+    let outcome = match EventOutcome::from_mapped(source.mapping.map(
+        &payload,
+        &state.groups,
+        state.tz,
+    )) {
+        Err(reason) => {
             tracing::info!(source = %name, %reason, "event ignored");
             return Ok(HttpResponse::Ok().json(json!({"status": "ignored", "reason": reason})));
         }
-        Mapped::Rendered { rule, messages } => EventOutcome::Mapped {
-            rule,
-            messages: messages
-                .iter()
-                .map(|m| NewMessage {
-                    body: serde_json::to_string(m).unwrap_or_default(),
-                    failed: m.to_user.is_empty().then(|| "no recipients".to_string()),
-                })
-                .collect(),
-        },
-        Mapped::Failed { rule, reason } => {
-            tracing::warn!(source = %name, %rule, %reason, "mapping failed; the event is kept as failed");
-            EventOutcome::Failed {
-                rule: Some(rule),
-                reason,
+        Ok(outcome) => {
+            if let EventOutcome::Failed { rule, reason } = &outcome {
+                tracing::warn!(source = %name, rule = rule.as_deref().unwrap_or("-"), %reason, "mapping failed; the event is kept as failed");
             }
+            outcome
         }
     };
     let event = new_event(&source, &payload, state.tz, outcome);

@@ -2,6 +2,7 @@
 //! the queries of the delivery worker and the tools. The ingest writer lives in
 //! [`crate::enqueue`]; it owns the only connection that inserts events.
 
+pub mod admin;
 mod migrations;
 
 use std::path::Path;

@@ -208,6 +208,24 @@ impl Verifier {
     }
 }
 
+/// An event restored from the store, which verified it when it was received (for re-mapping).
+///
+/// # Errors
+/// A stored payload that is not JSON.
+pub fn restore_verified(
+    headers: HeaderMap,
+    payload: Bytes,
+    received_at: SystemTime,
+) -> Result<Verified<Payload>, PayloadError> {
+    Verified(Webhook {
+        headers,
+        body: payload,
+        content: ContentKind::Json,
+        received_at,
+    })
+    .parse()
+}
+
 /// For offline tools (`fxhook render`) that map a payload with no signature at all.
 pub fn trust_offline(webhook: Webhook) -> Verified<Webhook> {
     Verified(webhook)

@@ -359,3 +359,117 @@ fn render_exits_1_with_the_reason_on_stderr_when_the_mapping_fails() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("card title rendered empty"));
 }
+
+#[test]
+fn messages_in_flight_when_the_process_is_killed_are_all_delivered_after_restart() {
+    use crate::fake_fxiaoke::{FakeFxiaoke, Scripted};
+    let fake = FakeFxiaoke::start("app", "secret", "perm");
+    // Every send of the first process hangs: its messages are in flight when it dies.
+    fake.script((0..5).map(|_| Scripted::Hang(Duration::from_secs(30))));
+    let dir = workdir();
+    let base = fake.base_url();
+    let env = [
+        ("FXHOOK_SECRET_GITHUB", "kill-secret"),
+        ("FXHOOK__FXIAOKE__BASE_URL", base.as_str()),
+        ("FXHOOK__FXIAOKE__APP_ID", "app"),
+        ("FXHOOK__FXIAOKE__APP_SECRET", "secret"),
+        ("FXHOOK__FXIAOKE__PERMANENT_CODE", "perm"),
+        ("FXHOOK__FXIAOKE__USER_ID", "1000"),
+        ("FXHOOK__DELIVERY__CONCURRENCY", "8"),
+        ("FXHOOK__DELIVERY__REQUEST_TIMEOUT", "60s"),
+    ];
+    let first = serve(dir.path(), &env);
+    let bodies: Vec<String> = (0..5)
+        .map(|i| format!(r#"{{"action":"opened","issue":{{"number":{i},"title":"t{i}","html_url":"https://x/{i}","user":{{"login":"u"}}}},"repository":{{"full_name":"o/r"}},"sender":{{"login":"u"}}}}"#))
+        .collect();
+    for body in &bodies {
+        let sig = format!(
+            "sha256={}",
+            python_hmac_hex("sha256", "kill-secret", body.as_bytes())
+        );
+        let (status, json) = post(
+            first.port,
+            "/hooks/github",
+            body.as_bytes(),
+            &[
+                ("X-Hub-Signature-256", sig),
+                ("X-GitHub-Event", "issues".into()),
+            ],
+        );
+        assert_eq!(status, 202, "{json}");
+    }
+    wait_until(|| fake.sends().len() == 5, "five sends in flight");
+    drop(first); // SIGKILL with five sends in flight
+
+    let _second = serve(dir.path(), &env);
+    let db = rusqlite::Connection::open(dir.path().join("data/fxhook.db")).unwrap();
+    wait_until(
+        || {
+            db.query_row(
+                "SELECT COUNT(*) FROM messages WHERE state = 'delivered'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+                == 5
+        },
+        "every accepted message to be delivered",
+    );
+    let titles: std::collections::HashSet<String> = fake
+        .sends()
+        .iter()
+        .map(|s| {
+            s.body["composite"]["head"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(titles.len(), 5, "{titles:?}");
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[test]
+fn send_test_fetches_a_token_and_sends_one_card_printing_each_step() {
+    let fake = crate::fake_fxiaoke::FakeFxiaoke::start("app", "secret", "perm");
+    let dir = workdir();
+    let out = fxhook()
+        .args(["send-test", "--to", "1000"])
+        .current_dir(dir.path())
+        .env("FXHOOK__FXIAOKE__BASE_URL", fake.base_url())
+        .env("FXHOOK__FXIAOKE__APP_ID", "app")
+        .env("FXHOOK__FXIAOKE__APP_SECRET", "secret")
+        .env("FXHOOK__FXIAOKE__PERMANENT_CODE", "perm")
+        .env("FXHOOK__FXIAOKE__USER_ID", "1000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1. token") && stdout.contains("2. send") && stdout.contains("delivered"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("secret\""),
+        "the app secret is printed: {stdout}"
+    );
+    assert_eq!(fake.sends().len(), 1);
+    assert_eq!(fake.violations(), Vec::<String>::new());
+
+    let out = fxhook()
+        .args(["send-test", "--to", "1000"])
+        .current_dir(dir.path())
+        .env("FXHOOK__FXIAOKE__BASE_URL", fake.base_url())
+        .env("FXHOOK__FXIAOKE__APP_ID", "app")
+        .env("FXHOOK__FXIAOKE__APP_SECRET", "wrong")
+        .env("FXHOOK__FXIAOKE__PERMANENT_CODE", "perm")
+        .env("FXHOOK__FXIAOKE__USER_ID", "1000")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10006"));
+}

@@ -164,6 +164,19 @@ pub fn python_hmac_hex(algorithm: &str, key: &str, message: &[u8]) -> String {
     )
 }
 
+/// HMAC-SHA256 hex signatures of many messages, computed by one Python process.
+pub fn python_hmac_sha256_many(key: &str, messages: &[String]) -> Vec<String> {
+    let input = serde_json::to_vec(messages).unwrap();
+    python(
+        "import hmac,hashlib,sys,json; k=sys.argv[1].encode(); [print(hmac.new(k, m.encode(), hashlib.sha256).hexdigest()) for m in json.load(sys.stdin)]",
+        &[key],
+        &input,
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
 /// A Standard Webhooks signature (`v1,<base64>`) computed by Python.
 pub fn python_standard_webhooks(key: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
     python(

@@ -3,6 +3,8 @@
 
 mod binary;
 mod contract;
+mod delivery;
+mod fake_fxiaoke;
 mod helpers;
 mod mapping;
 mod signatures;

@@ -1,0 +1,359 @@
+//! The admin API under `/admin`, protected by the bearer token `admin.token` (off when unset):
+//! list and inspect events and messages, replay dead messages, re-map a stored event after a
+//! fix, reload the mappings, and render a payload through a mapping.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderMap;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::Bytes;
+use rusqlite::Connection;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::enqueue::EventOutcome;
+use crate::receive::AppState;
+use crate::store::admin::{self as queries, EVENT_STATES, MESSAGE_STATES, Replay};
+use crate::verify::{self, ContentKind, Webhook};
+
+/// What the admin API needs besides the shared state.
+pub struct Admin {
+    /// The bearer token.
+    pub token: SecretString,
+    /// Its own store connection.
+    pub conn: Arc<Mutex<Connection>>,
+    /// Where the mapping files are (for reload).
+    pub mappings_dir: PathBuf,
+}
+
+/// Registers `/admin/*`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/admin")
+            .route("/events", web::get().to(list_events))
+            .route("/events/{id}", web::get().to(show_event))
+            .route("/events/{id}/remap", web::post().to(remap_event))
+            .route("/messages", web::get().to(list_messages))
+            .route("/messages/{id}", web::get().to(show_message))
+            .route("/messages/{id}/replay", web::post().to(replay_message))
+            .route("/replay", web::post().to(replay_dead))
+            .route("/reload", web::post().to(reload))
+            .route("/render/{source}", web::post().to(render)),
+    );
+}
+
+/// Refusals of the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// `admin.token` is not set.
+    #[error("the admin API is off: set admin.token")]
+    Off,
+    /// Missing or wrong bearer token.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// Bad query or body.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not possible in the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Store or task failure (logged; the body stays opaque).
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AdminError::Off | AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let AdminError::Internal(e) = self {
+            tracing::error!(error = format!("{e:#}"), "admin request failed");
+        }
+        HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+    }
+}
+
+fn authorize<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a Admin, AdminError> {
+    let admin = state.admin.as_ref().ok_or(AdminError::Off)?;
+    let presented = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(AdminError::Unauthorized)?;
+    if verify::constant_time_eq(
+        presented.trim().as_bytes(),
+        admin.token.expose_secret().as_bytes(),
+    ) {
+        Ok(admin)
+    } else {
+        Err(AdminError::Unauthorized)
+    }
+}
+
+async fn with_conn<T: Send + 'static>(
+    admin: &Admin,
+    f: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, AdminError> {
+    let conn = Arc::clone(&admin.conn);
+    let result = web::block(move || {
+        let mut guard = conn
+            .lock()
+            .map_err(|_| anyhow::anyhow!("admin connection poisoned"))?;
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| AdminError::Internal(anyhow::anyhow!("admin task failed: {e}")))?;
+    Ok(result?)
+}
+
+/// `?state=…&limit=…`
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+impl ListQuery {
+    fn checked(&self, allowed: &[&str]) -> Result<(Option<String>, i64), AdminError> {
+        if let Some(s) = &self.state
+            && !allowed.contains(&s.as_str())
+        {
+            return Err(AdminError::BadRequest(format!(
+                "unknown state {s:?} (one of {})",
+                allowed.join(", ")
+            )));
+        }
+        Ok((self.state.clone(), self.limit.unwrap_or(100).clamp(1, 1000)))
+    }
+}
+
+async fn list_events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let admin = authorize(&req, &state)?;
+    let (filter, limit) = q.checked(EVENT_STATES)?;
+    let events = with_conn(admin, move |c| {
+        queries::list_events(c, filter.as_deref(), limit)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+}
+
+async fn list_messages(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, AdminError> {
+    let admin = authorize(&req, &state)?;
+    let (filter, limit) = q.checked(MESSAGE_STATES)?;
+    let messages = with_conn(admin, move |c| {
+        queries::list_messages(c, filter.as_deref(), limit)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
+}
+
+async fn show_event(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let admin = authorize(&req, &state)?;
+    let id = id.into_inner();
+    let shown = id.clone();
+    with_conn(admin, move |c| queries::event_detail(c, &id))
+        .await?
+        .map(|e| HttpResponse::Ok().json(e))
+        .ok_or_else(|| AdminError::NotFound(format!("no event {shown}")))
+}
+
+fn message_id(text: &str) -> Result<i64, AdminError> {
+    text.parse()
+        .map_err(|_| AdminError::BadRequest(format!("{text:?} is not a message id")))
+}
+
+async fn show_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let admin = authorize(&req, &state)?;
+    let id = message_id(&id)?;
+    with_conn(admin, move |c| queries::message_detail(c, id))
+        .await?
+        .map(|m| HttpResponse::Ok().json(m))
+        .ok_or_else(|| AdminError::NotFound(format!("no message {id}")))
+}
+
+async fn replay_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let admin = authorize(&req, &state)?;
+    let id = message_id(&id)?;
+    match with_conn(admin, move |c| {
+        queries::replay_message(c, id, std::time::SystemTime::now())
+    })
+    .await?
+    {
+        Replay::Queued => {
+            state.queued.notify_one();
+            tracing::info!(message_id = id, "message replayed by an admin");
+            Ok(HttpResponse::Ok().json(json!({"status": "queued", "id": id})))
+        }
+        Replay::NotFound => Err(AdminError::NotFound(format!("no message {id}"))),
+        Replay::WrongState(s) => Err(AdminError::Conflict(format!(
+            "message {id} is {s}: only dead or failed messages are replayed"
+        ))),
+        Replay::NoRecipients => Err(AdminError::Conflict(format!(
+            "message {id} has no recipients: fill the group, then re-map its event (POST /admin/events/<id>/remap)"
+        ))),
+    }
+}
+
+async fn replay_dead(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AdminError> {
+    let admin = authorize(&req, &state)?;
+    let n = with_conn(admin, |c| {
+        queries::replay_all_dead(c, std::time::SystemTime::now())
+    })
+    .await?;
+    state.queued.notify_one();
+    tracing::info!(messages = n, "dead messages replayed by an admin");
+    Ok(HttpResponse::Ok().json(json!({"status": "queued", "replayed": n})))
+}
+
+/// Rebuilds a header map from the stored JSON object.
+fn stored_headers(json: &str) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    if let Ok(serde_json::Value::Object(obj)) = serde_json::from_str(json) {
+        for (k, v) in obj {
+            if let (Ok(name), Some(Ok(value))) = (
+                actix_web::http::header::HeaderName::from_bytes(k.as_bytes()),
+                v.as_str()
+                    .map(actix_web::http::header::HeaderValue::from_str),
+            ) {
+                map.insert(name, value);
+            }
+        }
+    }
+    map
+}
+
+async fn remap_event(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let admin = authorize(&req, &state)?;
+    let id = id.into_inner();
+    let lookup = id.clone();
+    let stored = with_conn(admin, move |c| queries::stored_event(c, &lookup))
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no event {id}")))?;
+    let sources = state.sources.load();
+    let source = sources.get(&stored.source).ok_or_else(|| {
+        AdminError::Conflict(format!("source {} has no loaded mapping", stored.source))
+    })?;
+    let received = UNIX_EPOCH + Duration::from_millis(stored.received_at.max(0) as u64);
+    let payload = verify::restore_verified(
+        stored_headers(&stored.headers),
+        Bytes::from(stored.payload),
+        received,
+    )
+    .map_err(|e| AdminError::Conflict(format!("stored payload: {e}")))?;
+    let mapped = source.mapping.map(&payload, &state.groups, state.tz);
+    let document = mapped.render_document();
+    let outcome = EventOutcome::from_mapped(mapped).map_err(|reason| {
+        AdminError::Conflict(format!("the mapping now ignores this event: {reason}"))
+    })?;
+    let target = id.clone();
+    let applied = with_conn(admin, move |c| {
+        queries::apply_remap(c, &target, &outcome, std::time::SystemTime::now())
+    })
+    .await?;
+    if !applied {
+        return Err(AdminError::Conflict(format!(
+            "event {id} has messages queued, in flight or delivered: re-mapping would send them twice"
+        )));
+    }
+    state.queued.notify_one();
+    tracing::info!(event_id = %id, "event re-mapped by an admin");
+    Ok(HttpResponse::Ok().json(match document {
+        Ok(doc) => json!({"status": "remapped", "id": id, "result": doc}),
+        Err(reason) => json!({"status": "failed", "id": id, "reason": reason}),
+    }))
+}
+
+async fn reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
+    let admin = authorize(&req, &state)?;
+    let set = crate::source::load_dir(&admin.mappings_dir, &state.groups)?;
+    let errors: Vec<String> = set
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    let sources: Vec<String> = set.sources.keys().cloned().collect();
+    state.sources.store(Arc::new(set));
+    tracing::info!(
+        ?sources,
+        errors = errors.len(),
+        "mappings reloaded by an admin"
+    );
+    Ok(
+        HttpResponse::Ok()
+            .json(json!({"status": "reloaded", "sources": sources, "errors": errors})),
+    )
+}
+
+async fn render(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    source: web::Path<String>,
+    body: Bytes,
+) -> Result<HttpResponse, AdminError> {
+    authorize(&req, &state)?;
+    let sources = state.sources.load();
+    let source = sources
+        .get(source.as_str())
+        .ok_or_else(|| AdminError::NotFound(format!("unknown source {source}")))?;
+    let webhook = Webhook {
+        headers: req.headers().clone(),
+        body,
+        content: ContentKind::Json,
+        received_at: std::time::SystemTime::now(),
+    };
+    let payload = verify::trust_offline(webhook)
+        .parse()
+        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    match source
+        .mapping
+        .map(&payload, &state.groups, state.tz)
+        .render_document()
+    {
+        Ok(doc) => Ok(HttpResponse::Ok().json(doc)),
+        Err(reason) => Err(AdminError::BadRequest(reason)),
+    }
+}

@@ -1,0 +1,287 @@
+//! The admin API's queries: listing and inspecting events and messages, replaying dead ones,
+//! and replacing an event's failed messages after a re-map.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Value, json};
+
+use super::unix_ms;
+use crate::enqueue::{EventOutcome, NewMessage, insert_messages};
+
+/// Message states an admin can filter by.
+pub const MESSAGE_STATES: &[&str] = &["queued", "in-flight", "delivered", "failed", "dead"];
+/// Event states an admin can filter by.
+pub const EVENT_STATES: &[&str] = &["mapped", "failed"];
+
+fn body_json(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+fn message_json(r: &Row) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": r.get::<_, i64>("id")?,
+        "event_id": r.get::<_, String>("event_id")?,
+        "seq": r.get::<_, i64>("seq")?,
+        "state": r.get::<_, String>("state")?,
+        "attempts": r.get::<_, i64>("attempts")?,
+        "next_attempt_at": r.get::<_, i64>("next_attempt_at")?,
+        "last_error": r.get::<_, Option<String>>("last_error")?,
+        "created_at": r.get::<_, i64>("created_at")?,
+        "updated_at": r.get::<_, i64>("updated_at")?,
+        "body": body_json(r.get("body")?),
+    }))
+}
+
+fn event_json(r: &Row) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": r.get::<_, String>("id")?,
+        "source": r.get::<_, String>("source")?,
+        "event_type": r.get::<_, Option<String>>("event_type")?,
+        "delivery_id": r.get::<_, Option<String>>("delivery_id")?,
+        "received_at": r.get::<_, i64>("received_at")?,
+        "state": r.get::<_, String>("state")?,
+        "rule": r.get::<_, Option<String>>("rule")?,
+        "error": r.get::<_, Option<String>>("error")?,
+    }))
+}
+
+/// Events, newest first, optionally of one state.
+///
+/// # Errors
+/// A database error.
+pub fn list_events(
+    conn: &Connection,
+    state: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<Value>> {
+    let mut stmt = conn.prepare(
+        "SELECT * FROM events WHERE (?1 IS NULL OR state = ?1) ORDER BY received_at DESC, id DESC LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![state, limit], event_json)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Messages, newest first, optionally of one state.
+///
+/// # Errors
+/// A database error.
+pub fn list_messages(
+    conn: &Connection,
+    state: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<Value>> {
+    let mut stmt = conn.prepare(
+        "SELECT * FROM messages WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![state, limit], message_json)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+fn attempts(conn: &Connection, message_id: i64) -> anyhow::Result<Vec<Value>> {
+    let mut stmt = conn.prepare("SELECT * FROM attempts WHERE message_id = ?1 ORDER BY id")?;
+    let rows = stmt
+        .query_map(params![message_id], |r| {
+            Ok(json!({
+                "started_at": r.get::<_, i64>("started_at")?,
+                "finished_at": r.get::<_, i64>("finished_at")?,
+                "outcome": r.get::<_, String>("outcome")?,
+                "http_status": r.get::<_, Option<i64>>("http_status")?,
+                "error_code": r.get::<_, Option<i64>>("error_code")?,
+                "error_message": r.get::<_, Option<String>>("error_message")?,
+                "trace_id": r.get::<_, Option<String>>("trace_id")?,
+                "third_trace_id": r.get::<_, Option<String>>("third_trace_id")?,
+            }))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// One message with its attempts.
+///
+/// # Errors
+/// A database error.
+pub fn message_detail(conn: &Connection, id: i64) -> anyhow::Result<Option<Value>> {
+    let Some(mut m) = conn
+        .query_row(
+            "SELECT * FROM messages WHERE id = ?1",
+            params![id],
+            message_json,
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    m["attempts"] = Value::Array(attempts(conn, id)?);
+    Ok(Some(m))
+}
+
+/// One event with its payload, headers and messages (each with its attempts).
+///
+/// # Errors
+/// A database error.
+pub fn event_detail(conn: &Connection, id: &str) -> anyhow::Result<Option<Value>> {
+    let Some(mut e) = conn
+        .query_row("SELECT * FROM events WHERE id = ?1", params![id], |r| {
+            let mut e = event_json(r)?;
+            let payload: Vec<u8> = r.get("payload")?;
+            e["payload"] = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+            e["headers"] = body_json(r.get("headers")?);
+            Ok(e)
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare("SELECT * FROM messages WHERE event_id = ?1 ORDER BY seq")?;
+    let mut messages: Vec<Value> = stmt
+        .query_map(params![id], message_json)?
+        .collect::<Result<_, _>>()?;
+    for m in &mut messages {
+        let mid = m["id"].as_i64().unwrap_or_default();
+        m["attempts"] = Value::Array(attempts(conn, mid)?);
+    }
+    e["messages"] = Value::Array(messages);
+    Ok(Some(e))
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Queued again.
+    Queued,
+    /// No such message.
+    NotFound,
+    /// Only dead or failed messages are replayed; this one is in this state.
+    WrongState(String),
+    /// A failed message with no recipients: re-map its event once the group is filled.
+    NoRecipients,
+}
+
+/// Queues a dead or failed message again, with a fresh retry schedule and age.
+///
+/// # Errors
+/// A database error.
+pub fn replay_message(
+    conn: &Connection,
+    id: i64,
+    now: std::time::SystemTime,
+) -> anyhow::Result<Replay> {
+    let Some((state, body)): Option<(String, String)> = conn
+        .query_row(
+            "SELECT state, body FROM messages WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+    else {
+        return Ok(Replay::NotFound);
+    };
+    if state != "dead" && state != "failed" {
+        return Ok(Replay::WrongState(state));
+    }
+    let empty = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|b| b["toUser"].as_array().map(Vec::is_empty))
+        .unwrap_or(true);
+    if empty {
+        return Ok(Replay::NoRecipients);
+    }
+    let now = unix_ms(now);
+    conn.execute(
+        "UPDATE messages SET state = 'queued', attempts = 0, next_attempt_at = ?2, created_at = ?2, updated_at = ?2
+         WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(Replay::Queued)
+}
+
+/// Queues every dead message again; returns how many.
+///
+/// # Errors
+/// A database error.
+pub fn replay_all_dead(conn: &Connection, now: std::time::SystemTime) -> anyhow::Result<usize> {
+    let now = unix_ms(now);
+    Ok(conn.execute(
+        "UPDATE messages SET state = 'queued', attempts = 0, next_attempt_at = ?1, created_at = ?1, updated_at = ?1
+         WHERE state = 'dead'",
+        params![now],
+    )?)
+}
+
+/// What re-mapping needs of a stored event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Source name.
+    pub source: String,
+    /// Headers as stored (JSON object).
+    pub headers: String,
+    /// The verified payload.
+    pub payload: Vec<u8>,
+    /// Arrival time (unix ms).
+    pub received_at: i64,
+}
+
+/// The stored event `id`, when it exists.
+///
+/// # Errors
+/// A database error.
+pub fn stored_event(conn: &Connection, id: &str) -> anyhow::Result<Option<StoredEvent>> {
+    Ok(conn
+        .query_row(
+            "SELECT source, headers, payload, received_at FROM events WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok(StoredEvent {
+                    source: r.get(0)?,
+                    headers: r.get(1)?,
+                    payload: r.get(2)?,
+                    received_at: r.get(3)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Replaces an event's failed messages (or records a new failure) after a re-map. Refused
+/// (`Ok(false)`) when some message is queued, in flight or delivered: re-mapping would send a
+/// card twice.
+///
+/// # Errors
+/// A database error.
+pub fn apply_remap(
+    conn: &mut Connection,
+    id: &str,
+    outcome: &EventOutcome,
+    now: std::time::SystemTime,
+) -> anyhow::Result<bool> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let busy: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM messages WHERE event_id = ?1 AND state IN ('queued', 'in-flight', 'delivered')",
+        params![id],
+        |r| r.get(0),
+    )?;
+    if busy > 0 {
+        return Ok(false);
+    }
+    let next_seq: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq) + 1, 0) FROM messages WHERE event_id = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
+    tx.execute("DELETE FROM messages WHERE event_id = ?1", params![id])?;
+    let (state, rule, error, messages): (&str, Option<&str>, Option<&str>, &[NewMessage]) =
+        match outcome {
+            EventOutcome::Mapped { rule, messages } => ("mapped", Some(rule), None, messages),
+            EventOutcome::Failed { rule, reason } => ("failed", rule.as_deref(), Some(reason), &[]),
+        };
+    tx.execute(
+        "UPDATE events SET state = ?2, rule = ?3, error = ?4 WHERE id = ?1",
+        params![id, state, rule, error],
+    )?;
+    insert_messages(&tx, id, next_seq, messages, unix_ms(now))?;
+    tx.commit()?;
+    Ok(true)
+}
