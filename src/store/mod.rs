@@ -274,4 +274,52 @@ mod tests {
         let err = open(&path).unwrap_err();
         assert!(format!("{err:#}").contains("newer than this build"));
     }
+
+    #[test]
+    fn pruning_removes_events_past_their_retention_and_never_one_still_waiting() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("fx.db")).unwrap();
+        let day = 24 * 3600 * 1000;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(100 * day as u64);
+        let at = |days_ago: i64| unix_ms(now) - days_ago * day;
+        // (event, age in days, message state)
+        for (id, age, state) in [
+            ("old-delivered", 8, "delivered"),
+            ("new-delivered", 6, "delivered"),
+            ("old-dead", 8, "dead"),
+            ("ancient-dead", 31, "dead"),
+            ("ancient-queued", 40, "queued"),
+        ] {
+            conn.execute(
+                "INSERT INTO events (id, source, received_at, headers, payload, state) VALUES (?1, 's', ?2, '{}', x'7b7d', 'mapped')",
+                params![id, at(age)],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO messages (event_id, seq, body, state, next_attempt_at, created_at, updated_at)
+                 VALUES (?1, 0, '{}', ?2, 0, 0, 0)",
+                params![id, state],
+            )
+            .unwrap();
+        }
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let month = Duration::from_secs(30 * 24 * 3600);
+        assert_eq!(prune(&conn, now, week, month).unwrap(), 2);
+        let mut stmt = conn.prepare("SELECT id FROM events ORDER BY id").unwrap();
+        let left: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(left, ["ancient-queued", "new-delivered", "old-dead"]);
+        let orphans: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE event_id NOT IN (SELECT id FROM events)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0, "messages go with their event");
+    }
 }

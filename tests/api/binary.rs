@@ -473,3 +473,72 @@ fn send_test_fetches_a_token_and_sends_one_card_printing_each_step() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("10006"));
 }
+
+#[test]
+fn sigterm_stops_within_the_bound_and_a_send_still_in_progress_is_delivered_after_restart() {
+    use crate::fake_fxiaoke::{FakeFxiaoke, Scripted};
+    let fake = FakeFxiaoke::start("app", "secret", "perm");
+    fake.script([Scripted::Hang(Duration::from_secs(30))]);
+    let dir = workdir();
+    let base = fake.base_url();
+    let env = [
+        ("FXHOOK_SECRET_GITHUB", "term-secret"),
+        ("FXHOOK__FXIAOKE__BASE_URL", base.as_str()),
+        ("FXHOOK__FXIAOKE__APP_ID", "app"),
+        ("FXHOOK__FXIAOKE__APP_SECRET", "secret"),
+        ("FXHOOK__FXIAOKE__PERMANENT_CODE", "perm"),
+        ("FXHOOK__FXIAOKE__USER_ID", "1000"),
+        ("FXHOOK__DELIVERY__REQUEST_TIMEOUT", "2s"),
+        ("FXHOOK__DELIVERY__RETRY_SCHEDULE", "20ms,40ms"),
+    ];
+    let mut first = serve(dir.path(), &env);
+    let body = std::fs::read(repo_file("tests/fixtures/github/issues.opened.json")).unwrap();
+    let sig = format!("sha256={}", python_hmac_hex("sha256", "term-secret", &body));
+    let (status, _) = post(
+        first.port,
+        "/hooks/github",
+        &body,
+        &[
+            ("X-Hub-Signature-256", sig),
+            ("X-GitHub-Event", "issues".into()),
+        ],
+    );
+    assert_eq!(status, 202);
+    wait_until(|| fake.sends().len() == 1, "the send to hang");
+
+    let stopped_at = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    wait_until(
+        || first.child.try_wait().unwrap().is_some(),
+        "the process to exit",
+    );
+    // Bounded by the request timeout (2 s) plus a second of grace.
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        stopped_at.elapsed()
+    );
+    assert_eq!(
+        first.child.try_wait().unwrap().and_then(|s| s.code()),
+        Some(0)
+    );
+
+    let _second = serve(dir.path(), &env);
+    let db = rusqlite::Connection::open(dir.path().join("data/fxhook.db")).unwrap();
+    wait_until(
+        || {
+            db.query_row(
+                "SELECT COUNT(*) FROM messages WHERE state = 'delivered'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+                == 1
+        },
+        "the message to be delivered",
+    );
+}

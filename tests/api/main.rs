@@ -1,6 +1,7 @@
 //! The integration tests: each test spawns its own gateway on port 0 with its own store and
 //! mappings directory, and talks to it over real HTTP.
 
+mod admin;
 mod binary;
 mod contract;
 mod delivery;
