@@ -343,6 +343,7 @@ async fn render(
         headers: req.headers().clone(),
         body,
         content: ContentKind::Json,
+        query: String::new(),
         received_at: std::time::SystemTime::now(),
     };
     let payload = verify::trust_offline(webhook)

@@ -327,6 +327,7 @@ pub fn render_json(
         headers: parse_headers(headers)?,
         body: body.into(),
         content: ContentKind::Json,
+        query: String::new(),
         received_at: std::time::SystemTime::now(),
     };
     let parsed = crate::verify::trust_offline(webhook)

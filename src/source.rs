@@ -284,14 +284,17 @@ fn compile_dedup(
             .preset
             .as_deref()
             .and_then(presets::find)
-            .map(|p| {
-                p.dedup_headers
-                    .iter()
-                    .map(|h| h.to_string())
-                    .collect::<Vec<_>>()
+            .and_then(|p| {
+                if !p.dedup_headers.is_empty() {
+                    Some(Dedup::Headers(
+                        p.dedup_headers.iter().map(|h| h.to_string()).collect(),
+                    ))
+                } else {
+                    let path = JsonPath::compile(p.dedup_path?).ok()?;
+                    Some(Dedup::Path(Arc::new(path)))
+                }
             })
-            .filter(|h| !h.is_empty())
-            .map_or(Dedup::Off, Dedup::Headers)
+            .unwrap_or(Dedup::Off)
     };
     let Some(spanned) = spec else {
         return Some(preset_default());

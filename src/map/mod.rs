@@ -229,8 +229,17 @@ impl CardTemplate {
                     value,
                 } => {
                     let found = path.query(scope);
+                    // An object is iterated as its entries, each `{"key": …, "value": …}`.
+                    let entries: Vec<Value>;
                     let elements: Vec<&Value> = match found.as_slice() {
                         [Value::Array(items)] => items.iter().collect(),
+                        [Value::Object(map)] => {
+                            entries = map
+                                .iter()
+                                .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+                                .collect();
+                            entries.iter().collect()
+                        }
                         _ => found,
                     };
                     for element in elements.iter().take(*max) {

@@ -30,6 +30,8 @@ const KNOWN_FILTERS: &[&str] = &[
     "trim",
     "date",
     "json",
+    "first",
+    "scalar",
 ];
 
 const DEFAULT_DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -105,6 +107,8 @@ enum Filter {
     Trim,
     Date(Vec<Item<'static>>),
     Json,
+    First,
+    Scalar,
 }
 
 impl Template {
@@ -217,6 +221,20 @@ impl Filter {
             Filter::Date(items) => match format_date(&value, items, tz) {
                 Some(text) => Cow::Owned(Value::String(text)),
                 None => value,
+            },
+            Filter::First => match value {
+                Cow::Borrowed(Value::Array(items)) => {
+                    items.first().map_or(Cow::Owned(Value::Null), Cow::Borrowed)
+                }
+                Cow::Owned(Value::Array(mut items)) if !items.is_empty() => {
+                    Cow::Owned(items.swap_remove(0))
+                }
+                Cow::Owned(Value::Array(_)) => Cow::Owned(Value::Null),
+                other => other,
+            },
+            Filter::Scalar => match value.as_ref() {
+                Value::Array(_) | Value::Object(_) => Cow::Owned(Value::Null),
+                _ => value,
             },
             Filter::Json => Cow::Owned(Value::String(
                 serde_json::to_string(&*value).unwrap_or_default(),
@@ -703,7 +721,7 @@ impl Parser<'_> {
                     str_arg(args, 1).unwrap_or_default().to_string(),
                 )
             }
-            "count" | "first_line" | "upper" | "lower" | "trim" | "json" => {
+            "count" | "first_line" | "upper" | "lower" | "trim" | "json" | "first" | "scalar" => {
                 self.check_args(name_at, args, &[], 0, &format!("{name} takes no arguments"))?;
                 match name {
                     "count" => Filter::Count,
@@ -711,6 +729,8 @@ impl Parser<'_> {
                     "upper" => Filter::Upper,
                     "lower" => Filter::Lower,
                     "trim" => Filter::Trim,
+                    "first" => Filter::First,
+                    "scalar" => Filter::Scalar,
                     _ => Filter::Json,
                 }
             }
@@ -1296,5 +1316,15 @@ mod tests {
         assert_eq!(err.offset, 12);
         let err = Template::compile("{$.a | default(@.b)}", &TOP).unwrap_err();
         assert!(err.message.contains("@ is only allowed"), "{}", err.message);
+    }
+
+    #[test]
+    fn first_takes_the_first_of_several_matches_and_scalar_drops_lists_and_objects() {
+        assert_eq!(render("{$.labels | first}"), "bug");
+        assert_eq!(render("{$.commits[*].id | first}"), "a1");
+        assert_eq!(render("{$.no_labels | first | default('none')}"), "none");
+        assert_eq!(render("{$.ref | first}"), "refs/heads/feature/x");
+        assert_eq!(render("{$.meta | scalar}"), "");
+        assert_eq!(render("{$.zero | scalar}"), "0");
     }
 }

@@ -168,6 +168,7 @@ async fn receive_hook(
         headers: req.headers().clone(),
         body,
         content,
+        query: req.query_string().to_string(),
         received_at: SystemTime::now(),
     };
     let verified = source.verifier.verify(webhook).map_err(|e| {

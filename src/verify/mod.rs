@@ -10,6 +10,7 @@ pub mod hmac;
 pub mod presets;
 pub mod secrets;
 pub mod spec;
+pub mod special;
 pub mod standard_webhooks;
 pub mod token;
 
@@ -40,6 +41,8 @@ pub struct Webhook {
     pub body: Bytes,
     /// How the body is encoded.
     pub content: ContentKind,
+    /// The raw query string of the URL (some senders put a token there).
+    pub query: String,
     /// When it arrived.
     pub received_at: SystemTime,
 }
@@ -221,6 +224,7 @@ pub fn restore_verified(
         headers,
         body: payload,
         content: ContentKind::Json,
+        query: String::new(),
         received_at,
     })
     .parse()

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use super::hmac::{DEFAULT_TOLERANCE, HmacScheme, parse_signed};
+use super::hmac::{DEFAULT_TOLERANCE, HmacScheme, Part, parse_signed};
 use super::spec::{Algorithm, Encoding, VerifySpec};
+use super::special::{FirstPresent, SharedToken, Stripe, base64_of_body};
 use super::standard_webhooks::StandardWebhooks;
 use super::token::{AuthorizationHeader, HeaderToken};
 use super::{Scheme, Secret, VerifyError, Webhook};
@@ -18,6 +19,8 @@ pub struct Preset {
     pub event_header: Option<&'static str>,
     /// Headers that carry a delivery id stable across the sender's retries, in order of preference.
     pub dedup_headers: &'static [&'static str],
+    /// Else a JSONPath to the delivery id in the payload.
+    pub dedup_path: Option<&'static str>,
     /// Builds the scheme from the `verify:` section.
     pub build: fn(&VerifySpec) -> Result<Arc<dyn Scheme>, String>,
 }
@@ -28,20 +31,24 @@ pub static PRESETS: &[Preset] = &[
         name: "github",
         event_header: Some("X-GitHub-Event"),
         dedup_headers: &["X-GitHub-Delivery"],
+        dedup_path: None,
         build: |spec| {
             no_generic_fields("github", spec)?;
-            Ok(Arc::new(HmacScheme::of_body(
-                "X-Hub-Signature-256",
-                Algorithm::Sha256,
-                Encoding::Hex,
-                "sha256=",
-            )))
+            let sha256 = hmac_body("X-Hub-Signature-256", Algorithm::Sha256, "sha256=");
+            if spec.legacy_sha1 {
+                // Opt-in only: the legacy header, used when the sha256 one is absent.
+                let sha1 = hmac_body("X-Hub-Signature", Algorithm::Sha1, "sha1=");
+                Ok(Arc::new(FirstPresent(vec![sha256, sha1])))
+            } else {
+                Ok(Arc::new(sha256))
+            }
         },
     },
     Preset {
         name: "gitlab",
         event_header: Some("X-Gitlab-Event"),
         dedup_headers: &["Idempotency-Key", "X-Gitlab-Event-UUID", "webhook-id"],
+        dedup_path: None,
         build: |spec| {
             no_generic_fields("gitlab", spec)?;
             Ok(Arc::new(GitLab {
@@ -58,6 +65,7 @@ pub static PRESETS: &[Preset] = &[
         name: "standard-webhooks",
         event_header: None,
         dedup_headers: &["webhook-id", "svix-id"],
+        dedup_path: None,
         build: |spec| {
             no_generic_fields("standard-webhooks", spec)?;
             Ok(Arc::new(StandardWebhooks {
@@ -69,8 +77,164 @@ pub static PRESETS: &[Preset] = &[
         name: "alertmanager",
         event_header: None,
         dedup_headers: &[],
+        dedup_path: None,
         build: |spec| {
             no_generic_fields("alertmanager", spec)?;
+            Ok(Arc::new(AuthorizationHeader))
+        },
+    },
+    Preset {
+        name: "svix",
+        event_header: None,
+        dedup_headers: &["svix-id", "webhook-id"],
+        dedup_path: None,
+        build: |spec| {
+            no_generic_fields("svix", spec)?;
+            Ok(Arc::new(StandardWebhooks {
+                tolerance: spec.tolerance.unwrap_or(DEFAULT_TOLERANCE),
+            }))
+        },
+    },
+    Preset {
+        name: "gitea",
+        event_header: Some("X-Gitea-Event"),
+        dedup_headers: &["X-Gitea-Delivery", "X-Forgejo-Delivery"],
+        dedup_path: None,
+        build: |spec| {
+            no_generic_fields("gitea", spec)?;
+            Ok(Arc::new(gitea_family(&[
+                "X-Gitea-Signature",
+                "X-Forgejo-Signature",
+            ])))
+        },
+    },
+    Preset {
+        name: "forgejo",
+        event_header: Some("X-Forgejo-Event"),
+        dedup_headers: &["X-Forgejo-Delivery", "X-Gitea-Delivery"],
+        dedup_path: None,
+        build: |spec| {
+            no_generic_fields("forgejo", spec)?;
+            Ok(Arc::new(gitea_family(&[
+                "X-Forgejo-Signature",
+                "X-Gitea-Signature",
+            ])))
+        },
+    },
+    Preset {
+        name: "gogs",
+        event_header: Some("X-Gogs-Event"),
+        dedup_headers: &["X-Gogs-Delivery"],
+        dedup_path: None,
+        build: |spec| {
+            no_generic_fields("gogs", spec)?;
+            Ok(Arc::new(gitea_family(&["X-Gogs-Signature"])))
+        },
+    },
+    Preset {
+        name: "bitbucket",
+        event_header: Some("X-Event-Key"),
+        dedup_headers: &["X-Request-UUID", "X-Request-Id"],
+        dedup_path: None,
+        build: |spec| {
+            no_generic_fields("bitbucket", spec)?;
+            Ok(Arc::new(hmac_body(
+                "X-Hub-Signature",
+                Algorithm::Sha256,
+                "sha256=",
+            )))
+        },
+    },
+    Preset {
+        name: "circleci",
+        event_header: Some("circleci-event-type"),
+        dedup_headers: &[],
+        dedup_path: Some("$.id"),
+        build: |spec| {
+            no_generic_fields("circleci", spec)?;
+            let mut scheme = hmac_body("circleci-signature", Algorithm::Sha256, "v1=");
+            scheme.list_separator = Some(',');
+            Ok(Arc::new(scheme))
+        },
+    },
+    Preset {
+        name: "sentry",
+        event_header: Some("Sentry-Hook-Resource"),
+        dedup_headers: &[],
+        dedup_path: None,
+        build: |spec| {
+            no_generic_fields("sentry", spec)?;
+            Ok(Arc::new(hmac_body(
+                "Sentry-Hook-Signature",
+                Algorithm::Sha256,
+                "",
+            )))
+        },
+    },
+    Preset {
+        name: "grafana",
+        event_header: None,
+        dedup_headers: &[],
+        dedup_path: None,
+        build: grafana,
+    },
+    Preset {
+        name: "slack",
+        event_header: None,
+        dedup_headers: &[],
+        dedup_path: Some("$.event_id"),
+        build: |spec| {
+            no_generic_fields("slack", spec)?;
+            let mut scheme = hmac_body("X-Slack-Signature", Algorithm::Sha256, "v0=");
+            scheme.signed = parse_signed("v0:{timestamp}:{body}")?;
+            scheme.timestamp_header = Some("X-Slack-Request-Timestamp".into());
+            scheme.tolerance = spec.tolerance.unwrap_or(DEFAULT_TOLERANCE);
+            Ok(Arc::new(scheme))
+        },
+    },
+    Preset {
+        name: "stripe",
+        event_header: None,
+        dedup_headers: &[],
+        dedup_path: Some("$.id"),
+        build: |spec| {
+            no_generic_fields("stripe", spec)?;
+            Ok(Arc::new(Stripe {
+                tolerance: spec.tolerance.unwrap_or(DEFAULT_TOLERANCE),
+            }))
+        },
+    },
+    Preset {
+        name: "shopify",
+        event_header: Some("X-Shopify-Topic"),
+        dedup_headers: &["X-Shopify-Webhook-Id"],
+        dedup_path: None,
+        build: |spec| {
+            no_generic_fields("shopify", spec)?;
+            Ok(Arc::new(base64_of_body("X-Shopify-Hmac-Sha256")))
+        },
+    },
+    Preset {
+        name: "jenkins",
+        event_header: None,
+        dedup_headers: &[],
+        dedup_path: None,
+        build: token,
+    },
+    Preset {
+        name: "token",
+        event_header: None,
+        dedup_headers: &[],
+        dedup_path: None,
+        build: token,
+    },
+    Preset {
+        name: "azure-devops",
+        event_header: None,
+        dedup_headers: &[],
+        dedup_path: Some("$.id"),
+        build: |spec| {
+            no_generic_fields("azure-devops", spec)?;
             Ok(Arc::new(AuthorizationHeader))
         },
     },
@@ -78,9 +242,85 @@ pub static PRESETS: &[Preset] = &[
         name: "hmac",
         event_header: None,
         dedup_headers: &[],
+        dedup_path: None,
         build: generic,
     },
 ];
+
+fn hmac_body(header: &str, algorithm: Algorithm, prefix: &str) -> HmacScheme {
+    HmacScheme::of_body(header, algorithm, Encoding::Hex, prefix)
+}
+
+/// Gitea, Forgejo and Gogs sign the JSON payload (in form mode, the decoded `payload=` field)
+/// in their own header(s), and Gitea/Forgejo also send GitHub's header.
+fn gitea_family(headers: &[&str]) -> FirstPresent {
+    let mut schemes: Vec<HmacScheme> = headers
+        .iter()
+        .map(|h| hmac_body(h, Algorithm::Sha256, ""))
+        .collect();
+    schemes.push(hmac_body(
+        "X-Hub-Signature-256",
+        Algorithm::Sha256,
+        "sha256=",
+    ));
+    for s in &mut schemes {
+        s.sign_payload = true;
+    }
+    FirstPresent(schemes)
+}
+
+/// Grafana: the header is configurable (its docs and its code disagree on the name, so both are
+/// tried by default) and a timestamp header, when configured, makes it sign `{timestamp}:{body}`.
+fn grafana(spec: &VerifySpec) -> Result<Arc<dyn Scheme>, String> {
+    if let Some(field) = spec
+        .generic_fields_set()
+        .into_iter()
+        .find(|f| !matches!(*f, "header" | "timestamp_header"))
+    {
+        return Err(format!(
+            "preset grafana takes only `header` and `timestamp_header`: remove `{field}`"
+        ));
+    }
+    let headers: Vec<String> = match &spec.header {
+        Some(h) => vec![h.clone()],
+        None => vec![
+            "X-Grafana-Alerting-Signature".into(),
+            "X-Grafana-Alert-Signature".into(),
+        ],
+    };
+    let schemes = headers
+        .iter()
+        .map(|h| {
+            let mut s = hmac_body(h, Algorithm::Sha256, "");
+            if let Some(ts) = &spec.timestamp_header {
+                s.signed = vec![Part::Timestamp, Part::Lit(":".into()), Part::Body];
+                s.timestamp_header = Some(ts.clone());
+                s.tolerance = spec.tolerance.unwrap_or(DEFAULT_TOLERANCE);
+            }
+            s
+        })
+        .collect();
+    Ok(Arc::new(FirstPresent(schemes)))
+}
+
+/// A shared token (`header`, default `X-Webhook-Token`; or `?token=`; or `Authorization`).
+fn token(spec: &VerifySpec) -> Result<Arc<dyn Scheme>, String> {
+    if let Some(field) = spec
+        .generic_fields_set()
+        .into_iter()
+        .find(|f| *f != "header")
+    {
+        return Err(format!(
+            "token presets take only `header`: remove `{field}`"
+        ));
+    }
+    Ok(Arc::new(SharedToken {
+        header: spec
+            .header
+            .clone()
+            .unwrap_or_else(|| "X-Webhook-Token".into()),
+    }))
+}
 
 /// The preset called `name`.
 pub fn find(name: &str) -> Option<&'static Preset> {
@@ -112,10 +352,10 @@ fn generic(spec: &VerifySpec) -> Result<Arc<dyn Scheme>, String> {
         .clone()
         .ok_or("preset hmac needs `header`: the header that carries the signature")?;
     let signed = parse_signed(spec.signed.as_deref().unwrap_or("{body}"))?;
-    if signed.contains(&super::hmac::Part::Timestamp) && spec.timestamp_header.is_none() {
+    if signed.contains(&Part::Timestamp) && spec.timestamp_header.is_none() {
         return Err("signed uses {timestamp}: set `timestamp_header`".into());
     }
-    if signed.contains(&super::hmac::Part::Id) && spec.id_header.is_none() {
+    if signed.contains(&Part::Id) && spec.id_header.is_none() {
         return Err("signed uses {id}: set `id_header`".into());
     }
     Ok(Arc::new(HmacScheme {

@@ -18,6 +18,10 @@ pub struct VerifySpec {
     /// Declares the source unsigned: every request is accepted. Must be said explicitly.
     #[serde(default)]
     pub unsigned: bool,
+    /// GitHub only: also accept the legacy `X-Hub-Signature: sha1=` when the sha256 header is
+    /// absent. Off by default (a verifier that trusts `sha1=` can be downgraded).
+    #[serde(default)]
+    pub legacy_sha1: bool,
     /// Generic scheme: the signature header.
     pub header: Option<String>,
     /// Generic scheme: `sha1`, `sha256` or `sha512`.

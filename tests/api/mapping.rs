@@ -36,6 +36,7 @@ fn map(source: &Source, groups: &Groups, headers: &[(&str, &str)], body: &[u8]) 
         headers: map,
         body: body.to_vec().into(),
         content: ContentKind::Json,
+        query: String::new(),
         received_at: std::time::SystemTime::now(),
     };
     let payload = trust_offline(webhook).parse().expect("fixture is JSON");

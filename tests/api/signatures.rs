@@ -25,6 +25,7 @@ fn webhook(headers: &[(&str, &str)], body: &[u8]) -> Webhook {
         headers: map,
         body: bytes::Bytes::copy_from_slice(body),
         content: ContentKind::Json,
+        query: String::new(),
         received_at: std::time::SystemTime::now(),
     }
 }
