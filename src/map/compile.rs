@@ -287,10 +287,10 @@ fn compile_row(row: &Spanned<RowSpec>, report: &mut Reporter) -> Option<RowTempl
     let spec = &row.value;
     match &spec.each {
         None => {
-            if spec.max.is_some() {
+            if spec.max.is_some() || spec.entries {
                 report.error(
                     &row.referenced,
-                    "`max` only applies to a row list: add `each`",
+                    "`max` and `entries` only apply to a row list: add `each`",
                 );
             }
             let label = template(&spec.label, &TOP, report);
@@ -309,6 +309,7 @@ fn compile_row(row: &Spanned<RowSpec>, report: &mut Reporter) -> Option<RowTempl
             let label = template(&spec.label, &ELEMENT, report);
             let value = template(&spec.value, &ELEMENT, report);
             Some(RowTemplate::Each {
+                by_entry: spec.entries,
                 path: p?,
                 max,
                 label: label?,

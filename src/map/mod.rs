@@ -111,6 +111,8 @@ pub enum RowTemplate {
         path: JsonPath,
         /// Most rows before "+N more".
         max: usize,
+        /// Iterate an object's entries (`@.key`, `@.value`) instead of an array.
+        by_entry: bool,
         /// Label, `@` being the element.
         label: Template,
         /// Value, `@` being the element.
@@ -225,15 +227,16 @@ impl CardTemplate {
                 RowTemplate::Each {
                     path,
                     max,
+                    by_entry,
                     label,
                     value,
                 } => {
                     let found = path.query(scope);
-                    // An object is iterated as its entries, each `{"key": …, "value": …}`.
+                    // With `entries`, an object is iterated as `{"key": …, "value": …}` pairs.
                     let entries: Vec<Value>;
                     let elements: Vec<&Value> = match found.as_slice() {
                         [Value::Array(items)] => items.iter().collect(),
-                        [Value::Object(map)] => {
+                        [Value::Object(map)] if *by_entry => {
                             entries = map
                                 .iter()
                                 .map(|(k, v)| serde_json::json!({"key": k, "value": v}))

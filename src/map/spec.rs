@@ -139,6 +139,9 @@ pub struct RowSpec {
     pub each: Option<Text>,
     /// Most rows of the list before a "+N more" row (default 10).
     pub max: Option<usize>,
+    /// Expand over the entries of an object instead (`@.key`, `@.value`).
+    #[serde(default)]
+    pub entries: bool,
 }
 
 /// The link.
