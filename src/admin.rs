@@ -2,7 +2,6 @@
 //! list and inspect events and messages, replay dead messages, re-map a stored event after a
 //! fix, reload the mappings, and render a payload through a mapping.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -26,8 +25,6 @@ pub struct Admin {
     pub token: SecretString,
     /// Its own store connection.
     pub conn: Arc<Mutex<Connection>>,
-    /// Where the mapping files are (for reload).
-    pub mappings_dir: PathBuf,
 }
 
 /// Registers `/admin/*`.
@@ -272,7 +269,7 @@ async fn remap_event(
     let stored = with_conn(admin, move |c| queries::stored_event(c, &lookup))
         .await?
         .ok_or_else(|| AdminError::NotFound(format!("no event {id}")))?;
-    let sources = state.sources.load();
+    let sources = state.catalog.load();
     let source = sources.get(&stored.source).ok_or_else(|| {
         AdminError::Conflict(format!("source {} has no loaded mapping", stored.source))
     })?;
@@ -283,7 +280,9 @@ async fn remap_event(
         received,
     )
     .map_err(|e| AdminError::Conflict(format!("stored payload: {e}")))?;
-    let mapped = source.mapping.map(&payload, &state.groups, state.tz);
+    let mapped = source
+        .mapping
+        .map(&payload, &state.catalog.groups, state.tz);
     let document = mapped.render_document();
     let outcome = EventOutcome::from_mapped(mapped).map_err(|reason| {
         AdminError::Conflict(format!("the mapping now ignores this event: {reason}"))
@@ -307,25 +306,13 @@ async fn remap_event(
 }
 
 async fn reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
-    let admin = authorize(&req, &state)?;
-    let set = crate::source::load_dir(&admin.mappings_dir, &state.groups)?;
-    let errors: Vec<String> = set
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == crate::diagnostic::Severity::Error)
-        .map(ToString::to_string)
-        .collect();
-    let sources: Vec<String> = set.sources.keys().cloned().collect();
-    state.sources.store(Arc::new(set));
-    tracing::info!(
-        ?sources,
-        errors = errors.len(),
-        "mappings reloaded by an admin"
-    );
-    Ok(
-        HttpResponse::Ok()
-            .json(json!({"status": "reloaded", "sources": sources, "errors": errors})),
-    )
+    authorize(&req, &state)?;
+    let catalog = Arc::clone(&state.catalog);
+    let report = web::block(move || catalog.reload())
+        .await
+        .map_err(|e| AdminError::Internal(anyhow::anyhow!("reload task failed: {e}")))??;
+    Ok(HttpResponse::Ok()
+        .json(json!({"status": "reloaded", "sources": report.sources, "errors": report.errors})))
 }
 
 async fn render(
@@ -335,7 +322,7 @@ async fn render(
     body: Bytes,
 ) -> Result<HttpResponse, AdminError> {
     authorize(&req, &state)?;
-    let sources = state.sources.load();
+    let sources = state.catalog.load();
     let source = sources
         .get(source.as_str())
         .ok_or_else(|| AdminError::NotFound(format!("unknown source {source}")))?;
@@ -351,7 +338,7 @@ async fn render(
         .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     match source
         .mapping
-        .map(&payload, &state.groups, state.tz)
+        .map(&payload, &state.catalog.groups, state.tz)
         .render_document()
     {
         Ok(doc) => Ok(HttpResponse::Ok().json(doc)),

@@ -39,6 +39,9 @@ pub struct Settings {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// How cards are fitted to a phone and the vendor's limits.
+    #[serde(default)]
+    pub cards: crate::card::CardLimits,
 }
 
 /// `server.*`
@@ -365,6 +368,9 @@ impl Settings {
                 "invalid configuration: fxiaoke.base_url must start with https:// (got {base:?})"
             );
         }
+        self.cards
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         for (group, ids) in &self.groups {
             if let Some(pos) = ids.iter().position(|id| id.trim().is_empty()) {
                 bail!("invalid configuration: groups.{group}[{pos}] is an empty employee id");

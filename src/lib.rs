@@ -25,6 +25,7 @@ pub mod diagnostic;
 pub mod enqueue;
 pub mod map;
 pub mod receive;
+pub mod reload;
 pub mod route;
 pub mod source;
 pub mod startup;

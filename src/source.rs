@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_saphyr::Spanned;
 
+use crate::card::CardLimits;
 use crate::diagnostic::{Diagnostic, Reporter};
 use crate::map::Mapping;
 use crate::map::jsonpath::JsonPath;
@@ -88,11 +89,32 @@ pub struct SourceSet {
     pub sources: BTreeMap<String, Arc<Source>>,
     /// Problems (errors and warnings) by file.
     pub diagnostics: Vec<Diagnostic>,
-    /// Files that were rejected, by source name, with their first error.
+    /// Files that were rejected and have no good version, by source name, with their first error.
     pub rejected: BTreeMap<String, String>,
+    /// Files whose last edit was rejected while their last good version keeps serving, with
+    /// the edit's first error.
+    pub stale: BTreeMap<String, String>,
 }
 
 impl SourceSet {
+    /// Merges a fresh load into the set it replaces: a file whose new version is rejected keeps
+    /// serving its last good version (and is listed in `stale`); a removed file is gone.
+    pub fn keeping_last_good(mut self, previous: &SourceSet) -> SourceSet {
+        let rejected = std::mem::take(&mut self.rejected);
+        for (name, error) in rejected {
+            match previous.sources.get(&name) {
+                Some(good) => {
+                    self.sources.insert(name.clone(), Arc::clone(good));
+                    self.stale.insert(name, error);
+                }
+                None => {
+                    self.rejected.insert(name, error);
+                }
+            }
+        }
+        self
+    }
+
     /// The source called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Source>> {
         self.sources.get(name)
@@ -104,6 +126,18 @@ impl SourceSet {
 /// # Errors
 /// The directory cannot be read (a file that cannot be read is a diagnostic).
 pub fn load_dir(dir: &Path, groups: &Groups) -> anyhow::Result<SourceSet> {
+    load_dir_with(dir, groups, &CardLimits::default())
+}
+
+/// Loads every `*.yaml` / `*.yml` file of `dir`, fitting cards within `limits`.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn load_dir_with(
+    dir: &Path,
+    groups: &Groups,
+    limits: &CardLimits,
+) -> anyhow::Result<SourceSet> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot read mappings directory {}: {e} (set mappings.dir)",
@@ -125,7 +159,7 @@ pub fn load_dir(dir: &Path, groups: &Groups) -> anyhow::Result<SourceSet> {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let (source, diagnostics) = load_file(&file, groups);
+        let (source, diagnostics) = load_file_with(&file, groups, limits);
         let first_error = diagnostics
             .iter()
             .find(|d| d.severity == crate::diagnostic::Severity::Error)
@@ -146,6 +180,15 @@ pub fn load_dir(dir: &Path, groups: &Groups) -> anyhow::Result<SourceSet> {
 
 /// Loads and compiles one mapping file.
 pub fn load_file(file: &Path, groups: &Groups) -> (Option<Source>, Vec<Diagnostic>) {
+    load_file_with(file, groups, &CardLimits::default())
+}
+
+/// Loads and compiles one mapping file, fitting cards within `limits`.
+pub fn load_file_with(
+    file: &Path,
+    groups: &Groups,
+    limits: &CardLimits,
+) -> (Option<Source>, Vec<Diagnostic>) {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -155,7 +198,10 @@ pub fn load_file(file: &Path, groups: &Groups) -> (Option<Source>, Vec<Diagnosti
         }
     };
     let mut report = Reporter::new(file, &text);
-    let source = compile_source(file, &text, groups, &mut report);
+    let source = compile_source(file, &text, groups, &mut report).map(|mut s| {
+        s.mapping.limits = limits.clone();
+        s
+    });
     let ok = !report.has_errors();
     (source.filter(|_| ok), report.found)
 }

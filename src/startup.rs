@@ -10,7 +10,6 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::admin::{self, Admin};
@@ -18,9 +17,9 @@ use crate::config::{Settings, parse_ip_range};
 use crate::deliver::fxiaoke::{Credentials, FxiaokeClient};
 use crate::deliver::policy::RetryPolicy;
 use crate::deliver::{Mode, Worker, WorkerSettings};
-use crate::diagnostic::Severity;
 use crate::enqueue::{self, WriterSettings};
 use crate::receive::{self, AppState};
+use crate::reload::{self, Catalog};
 use crate::route::Groups;
 use crate::{source, store};
 
@@ -30,6 +29,8 @@ pub struct Application {
     server: Server,
     worker: Worker,
     grace: Duration,
+    /// Keeps the mappings watcher alive while the server runs.
+    _watcher: Option<reload::Watcher>,
     writer: JoinHandle<()>,
 }
 
@@ -41,8 +42,18 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let tz = settings.timezone()?;
         let groups = Arc::new(Groups::new(&settings.groups).map_err(anyhow::Error::msg)?);
-        let sources = source::load_dir(&settings.mappings.dir, &groups)?;
-        log_sources(&sources);
+        let catalog = Arc::new(Catalog::open(
+            settings.mappings.dir.clone(),
+            groups,
+            settings.cards.clone(),
+        )?);
+        log_sources(&catalog.load());
+        let watcher = if settings.mappings.watch {
+            Some(reload::watch(Arc::clone(&catalog))?)
+        } else {
+            None
+        };
+        reload::reload_on_sighup(Arc::clone(&catalog));
 
         let writer_conn = store::open(&settings.store.path)?;
         let worker_conn = store::open(&settings.store.path)?;
@@ -112,14 +123,12 @@ impl Application {
                 Some(Admin {
                     token: token.clone(),
                     conn: Arc::new(std::sync::Mutex::new(store::open(&settings.store.path)?)),
-                    mappings_dir: settings.mappings.dir.clone(),
                 })
             }
             _ => None,
         };
         let state = web::Data::new(AppState {
-            sources: ArcSwap::from_pointee(sources),
-            groups,
+            catalog,
             tz,
             enqueuer,
             max_body_bytes: settings.server.max_body_bytes,
@@ -153,6 +162,7 @@ impl Application {
             server,
             worker,
             grace,
+            _watcher: watcher,
             writer,
         })
     }
@@ -197,12 +207,6 @@ impl Application {
 }
 
 fn log_sources(set: &source::SourceSet) {
-    for d in &set.diagnostics {
-        match d.severity {
-            Severity::Error => tracing::error!("{d}"),
-            Severity::Warning => tracing::warn!("{d}"),
-        }
-    }
     let names: Vec<&str> = set.sources.keys().map(String::as_str).collect();
     tracing::info!(sources = ?names, rejected = set.rejected.len(), "mappings loaded");
 }

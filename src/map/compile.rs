@@ -44,7 +44,10 @@ pub fn compile_rules(
             ),
         );
     }
-    Mapping { rules }
+    Mapping {
+        rules,
+        limits: crate::card::CardLimits::default(),
+    }
 }
 
 fn template(text: &Text, opts: &CompileOptions, report: &mut Reporter) -> Option<Template> {

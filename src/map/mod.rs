@@ -25,6 +25,8 @@ use template::Template;
 pub struct Mapping {
     /// The rules, first match wins.
     pub rules: Vec<Rule>,
+    /// How cards are fitted.
+    pub limits: crate::card::CardLimits,
 }
 
 /// One compiled rule.
@@ -166,7 +168,7 @@ impl Mapping {
             Action::Ignore(reason) => Mapped::Ignored {
                 reason: reason.clone(),
             },
-            Action::Send { to, fallback, card } => match card.render(&scope) {
+            Action::Send { to, fallback, card } => match card.render(&scope, &self.limits) {
                 Ok(card) => {
                     let recipients = resolve(to, fallback, groups, &scope);
                     Mapped::Rendered {
@@ -218,7 +220,11 @@ impl Condition {
 }
 
 impl CardTemplate {
-    fn render(&self, scope: &Scope) -> Result<Card, crate::card::CardError> {
+    fn render(
+        &self,
+        scope: &Scope,
+        limits: &crate::card::CardLimits,
+    ) -> Result<Card, crate::card::CardError> {
         let optional = |t: &Option<Template>| t.as_ref().map(|t| t.render(scope));
         let mut rows = Vec::new();
         for row in &self.rows {
@@ -261,7 +267,7 @@ impl CardTemplate {
                 }
             }
         }
-        Card::new(
+        Card::fitted(
             self.title.render(scope),
             optional(&self.first),
             rows,
@@ -270,6 +276,7 @@ impl CardTemplate {
                 title: self.link_title.render(scope),
                 url: self.link_url.render(scope),
             },
+            limits,
         )
     }
 }

@@ -12,7 +12,6 @@ use std::time::SystemTime;
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, web};
-use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -23,16 +22,13 @@ pub use middleware::request_context;
 use crate::config::IpRange;
 use crate::enqueue::{Committed, Enqueuer, EventOutcome, NewEvent};
 use crate::map::jsonpath::Scope;
-use crate::route::Groups;
-use crate::source::{Dedup, Source, SourceSet};
+use crate::source::{Dedup, Source};
 use crate::verify::{ContentKind, Payload, Readiness, Verified, Webhook};
 
 /// What every handler shares.
 pub struct AppState {
-    /// The loaded sources (swapped whole on reload).
-    pub sources: ArcSwap<SourceSet>,
-    /// Recipient groups.
-    pub groups: Arc<Groups>,
+    /// The mapping files, compiled (swapped whole on reload), and the recipient groups.
+    pub catalog: Arc<crate::reload::Catalog>,
     /// Time zone of the `date` filter.
     pub tz: chrono_tz::Tz,
     /// The store writer.
@@ -61,7 +57,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let sources = state.sources.load();
+    let sources = state.catalog.load();
     let mut detail = serde_json::Map::new();
     for (name, source) in &sources.sources {
         let entry = match source.verifier.readiness(name) {
@@ -75,6 +71,11 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
     for (name, error) in &sources.rejected {
         detail.insert(name.clone(), json!({"state": "rejected", "error": error}));
+    }
+    for (name, error) in &sources.stale {
+        if let Some(serde_json::Value::Object(entry)) = detail.get_mut(name) {
+            entry.insert("rejected_edit".into(), json!(error));
+        }
     }
     let store_ok = state.enqueuer.is_alive();
     let delivery = match &state.delivery {
@@ -154,7 +155,7 @@ async fn receive_hook(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ReceiveError> {
     let name = source.into_inner();
-    let sources = state.sources.load();
+    let sources = state.catalog.load();
     let source = sources
         .get(&name)
         .cloned()
@@ -180,7 +181,7 @@ async fn receive_hook(
         .map_err(|e| ReceiveError::Malformed(e.to_string()))?;
     let outcome = match EventOutcome::from_mapped(source.mapping.map(
         &payload,
-        &state.groups,
+        &state.catalog.groups,
         state.tz,
     )) {
         Err(reason) => {

@@ -542,3 +542,58 @@ fn sigterm_stops_within_the_bound_and_a_send_still_in_progress_is_delivered_afte
         "the message to be delivered",
     );
 }
+
+#[test]
+fn sighup_reloads_the_mappings() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("mappings/note.yaml"),
+        "verify: { unsigned: true }\nrules:\n  - card: { title: before, link: { title: a, url: 'https://x' } }\n",
+    )
+    .unwrap();
+    let running = serve(
+        dir.path(),
+        &[
+            ("FXHOOK__MAPPINGS__WATCH", "false"),
+            ("FXHOOK__ADMIN__TOKEN", "t"),
+        ],
+    );
+    let rendered = || -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let res = reqwest::Client::new()
+                .post(format!(
+                    "http://127.0.0.1:{}/admin/render/note",
+                    running.port
+                ))
+                .bearer_auth("t")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let doc: serde_json::Value = res.json().await.unwrap();
+            doc["messages"][0]["composite"]["head"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+    };
+    assert_eq!(rendered(), "before");
+    std::fs::write(
+        dir.path().join("mappings/note.yaml"),
+        "verify: { unsigned: true }\nrules:\n  - card: { title: after, link: { title: a, url: 'https://x' } }\n",
+    )
+    .unwrap();
+    // The watcher is off: nothing changes until the signal.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rendered(), "before");
+    let hup = Command::new("kill")
+        .args(["-HUP", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_until(|| rendered() == "after", "SIGHUP to reload the mapping");
+}

@@ -67,6 +67,8 @@ pub fn test_settings(dir: &Path) -> Settings {
     s.mappings.dir = dir.join("mappings");
     s.store.path = dir.join("store/fxhook.db");
     s.fxiaoke.dry_run = true;
+    // Reload tests turn the watcher on; the others do not need one each.
+    s.mappings.watch = false;
     s.delivery.poll_interval = std::time::Duration::from_millis(20);
     s.groups.insert("default".into(), vec!["1000".into()]);
     s

@@ -8,5 +8,6 @@ mod delivery;
 mod fake_fxiaoke;
 mod helpers;
 mod mapping;
+mod reload;
 mod signatures;
 mod store;

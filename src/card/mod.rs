@@ -2,7 +2,11 @@
 //! can only be built with the fields the vendor requires (head title, link title and URL), so
 //! an invalid card never reaches the queue.
 
+pub mod fit;
+
 use serde::{Deserialize, Serialize};
+
+pub use fit::CardLimits;
 
 /// One form row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +42,9 @@ pub enum CardError {
     /// A field the vendor requires rendered empty.
     #[error("card {0} rendered empty")]
     Empty(&'static str),
+    /// The link is not http(s) or `fs://` and no fallback is configured.
+    #[error("card {0}")]
+    BadLink(String),
 }
 
 fn non_empty(text: String, field: &'static str) -> Result<String, CardError> {
@@ -49,10 +56,10 @@ fn non_empty(text: String, field: &'static str) -> Result<String, CardError> {
 }
 
 impl Card {
-    /// Builds a card; empty optional parts are dropped rather than sent blank.
+    /// Builds a card fitted with the default limits.
     ///
     /// # Errors
-    /// An empty title, link title or link URL.
+    /// An empty title, link title or link URL, or a link that is not http(s) or `fs://`.
     pub fn new(
         title: String,
         first: Option<String>,
@@ -60,14 +67,40 @@ impl Card {
         remark: Option<String>,
         link: Link,
     ) -> Result<Card, CardError> {
-        Ok(Card {
-            title: non_empty(title, "title")?,
-            first: first.filter(|s| !s.trim().is_empty()),
+        Card::fitted(title, first, rows, remark, link, &CardLimits::default())
+    }
+
+    /// Builds a card within `limits` (see [`fit`]); empty optional parts are dropped rather than
+    /// sent blank.
+    ///
+    /// # Errors
+    /// An empty title, link title or link URL, or a link that is not http(s) or `fs://` with no
+    /// fallback configured.
+    pub fn fitted(
+        title: String,
+        first: Option<String>,
+        rows: Vec<Row>,
+        remark: Option<String>,
+        link: Link,
+        limits: &CardLimits,
+    ) -> Result<Card, CardError> {
+        let f = fit::fit(
+            &title,
+            first.as_deref(),
             rows,
-            remark: remark.filter(|s| !s.trim().is_empty()),
+            remark.as_deref(),
+            link,
+            limits,
+        )
+        .map_err(CardError::BadLink)?;
+        Ok(Card {
+            title: non_empty(f.title, "title")?,
+            first: f.first,
+            rows: f.rows,
+            remark: f.remark,
             link: Link {
-                title: non_empty(link.title, "link title")?,
-                url: non_empty(link.url, "link url")?,
+                title: non_empty(f.link.title, "link title")?,
+                url: non_empty(f.link.url, "link url")?,
             },
         })
     }
