@@ -91,11 +91,11 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 }
 
 fn serve(config: Option<&Path>) -> ExitCode {
-    crate::telemetry::init();
     let settings = match Settings::load(config) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    crate::telemetry::init_with(settings.log.format);
     let result = actix_web::rt::System::new().block_on(async move {
         crate::startup::Application::build(settings)
             .await?

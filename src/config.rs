@@ -42,6 +42,28 @@ pub struct Settings {
     /// How cards are fitted to a phone and the vendor's limits.
     #[serde(default)]
     pub cards: crate::card::CardLimits,
+    /// Log output.
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// `log.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (human-readable, the default) or `json` (one object per line).
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `server.*`
@@ -57,6 +79,8 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<String>,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Serve every route under this prefix (e.g. `/fxhook` behind a shared host); empty: none.
+    pub path_prefix: String,
 }
 
 impl Default for ServerSettings {
@@ -66,6 +90,7 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             trusted_proxies: Vec::new(),
             workers: 0,
+            path_prefix: String::new(),
         }
     }
 }
@@ -336,6 +361,12 @@ impl Settings {
     /// Checks what serde cannot: addresses, ranges, names.
     fn validate(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
+        let prefix = &self.server.path_prefix;
+        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.ends_with('/')) {
+            bail!(
+                "invalid configuration: server.path_prefix {prefix:?} must start with / and not end with / (e.g. /fxhook)"
+            );
+        }
         if self.server.max_body_bytes == 0 {
             bail!("invalid configuration: server.max_body_bytes must be greater than 0");
         }

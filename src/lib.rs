@@ -24,6 +24,7 @@ pub mod deliver;
 pub mod diagnostic;
 pub mod enqueue;
 pub mod map;
+pub mod metrics;
 pub mod receive;
 pub mod reload;
 pub mod route;

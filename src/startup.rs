@@ -127,6 +127,8 @@ impl Application {
             }
             _ => None,
         };
+        let metrics_handle = crate::metrics::install();
+        crate::metrics::zero(&catalog.load().sources.keys().cloned().collect::<Vec<_>>());
         let state = web::Data::new(AppState {
             catalog,
             tz,
@@ -136,17 +138,24 @@ impl Application {
             queued,
             admin,
             delivery,
+            metrics: metrics_handle,
+            metrics_token: settings.metrics.token.clone(),
+            reader: Arc::new(std::sync::Mutex::new(store::open(&settings.store.path)?)),
         });
         let addr = settings.listen_addr()?;
         let listener = TcpListener::bind(addr)
             .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
         let port = listener.local_addr()?.port();
+        let prefix = settings.server.path_prefix.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(from_fn(receive::request_context))
-                .configure(receive::routes)
-                .configure(admin::routes)
+                .service(
+                    web::scope(&prefix)
+                        .configure(receive::routes)
+                        .configure(admin::routes),
+                )
                 .default_service(web::to(|| async {
                     HttpResponse::NotFound().json(serde_json::json!({"error": "not found"}))
                 }))

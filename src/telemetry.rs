@@ -2,13 +2,28 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber; a second call (tests) is a no-op.
+use crate::config::LogFormat;
+
+/// Installs the global subscriber (text); a second call (tests) is a no-op.
 pub fn init() {
+    init_with(LogFormat::Text);
+}
+
+/// Installs the global subscriber in this format; a second call is a no-op.
+pub fn init_with(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }

@@ -168,6 +168,7 @@ impl FxiaokeClient {
         }
         state.calls.push_back(now);
         let result = self.fetch_token().await;
+        crate::metrics::token_fetch(result.is_ok());
         match &result {
             Ok(t) => {
                 state.current = Some(Arc::clone(t));

@@ -162,6 +162,11 @@ impl Worker {
         let id = msg.id;
         let records = sent.records;
         let state = transition.state.to_string();
+        match transition.state {
+            "delivered" => crate::metrics::message("delivered"),
+            "dead" => crate::metrics::message("dead"),
+            _ => {}
+        }
         let next = transition.next_attempt_at;
         let error = transition.last_error.clone();
         self.with_conn(move |c| {
@@ -211,8 +216,18 @@ impl Worker {
                 }
             };
             self.pace().await;
+            let call_started = Instant::now();
             let report = client.send(&token, &msg.body).await;
             let verdict = classify(&report.answer);
+            crate::metrics::delivery_attempt(
+                &format!("{verdict:?}").to_lowercase(),
+                call_started.elapsed(),
+            );
+            if let Answer::Code(code) = report.answer
+                && code != 0
+            {
+                crate::metrics::vendor_error(code);
+            }
             log_call(msg, &report, verdict);
             if verdict == Verdict::RefreshToken && !refreshed {
                 // The token is stale: drop it (unless someone already did), fetch once, retry at once.

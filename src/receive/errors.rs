@@ -33,6 +33,21 @@ pub enum ReceiveError {
     Store(#[from] EnqueueError),
 }
 
+impl ReceiveError {
+    /// The `reason` label of `fxhook_webhooks_total{outcome="rejected"}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReceiveError::UnknownSource(_) => "unknown_source",
+            ReceiveError::Inactive(_) => "inactive",
+            ReceiveError::Unauthorized(_) => "signature",
+            ReceiveError::UnsupportedMedia(_) => "unsupported_media",
+            ReceiveError::TooLarge(_) => "too_large",
+            ReceiveError::Malformed(_) => "malformed",
+            ReceiveError::Store(_) => "store",
+        }
+    }
+}
+
 impl ResponseError for ReceiveError {
     fn status_code(&self) -> StatusCode {
         match self {

@@ -48,13 +48,17 @@ pub async fn request_context(
     let span = tracing::info_span!("request", request_id = %id, client_ip = %client);
     let method = req.method().to_string();
     let path = req.path().to_string();
+    // The route pattern, not the path: label values must not come from callers.
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
     let status = res.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
+    crate::metrics::http_request(&route, status, took);
+    let latency_ms = took.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         tracing::info!(%method, %path, status, latency_ms = format!("{latency_ms:.2}"), "request completed");
     });

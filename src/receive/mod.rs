@@ -5,6 +5,7 @@
 
 pub mod client;
 mod errors;
+mod health;
 mod middleware;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use middleware::request_context;
 use crate::config::IpRange;
 use crate::enqueue::{Committed, Enqueuer, EventOutcome, NewEvent};
 use crate::map::jsonpath::Scope;
+use crate::metrics::{self, Outcome};
 use crate::source::{Dedup, Source};
 use crate::verify::{ContentKind, Payload, Readiness, Verified, Webhook};
 
@@ -43,59 +45,20 @@ pub struct AppState {
     pub admin: Option<crate::admin::Admin>,
     /// The vendor client in live mode (its last token error shows in `/readyz`).
     pub delivery: Option<Arc<crate::deliver::fxiaoke::FxiaokeClient>>,
+    /// Renders `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Bearer token of `/metrics`, when set.
+    pub metrics_token: Option<secrecy::SecretString>,
+    /// A read connection for `/readyz` and the queue gauges.
+    pub reader: Arc<std::sync::Mutex<rusqlite::Connection>>,
 }
 
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/hooks/{source}", web::post().to(receive_hook))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
-}
-
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let sources = state.catalog.load();
-    let mut detail = serde_json::Map::new();
-    for (name, source) in &sources.sources {
-        let entry = match source.verifier.readiness(name) {
-            Readiness::Active if source.verifier.is_unsigned() => {
-                json!({"state": "active", "unsigned": true})
-            }
-            Readiness::Active => json!({"state": "active"}),
-            Readiness::Inactive(reason) => json!({"state": "inactive", "reason": reason}),
-        };
-        detail.insert(name.clone(), entry);
-    }
-    for (name, error) in &sources.rejected {
-        detail.insert(name.clone(), json!({"state": "rejected", "error": error}));
-    }
-    for (name, error) in &sources.stale {
-        if let Some(serde_json::Value::Object(entry)) = detail.get_mut(name) {
-            entry.insert("rejected_edit".into(), json!(error));
-        }
-    }
-    let store_ok = state.enqueuer.is_alive();
-    let delivery = match &state.delivery {
-        None => json!({"mode": "dry-run"}),
-        Some(client) => match client.last_token_error().await {
-            None => json!({"mode": "live", "token": "ok"}),
-            Some(error) => json!({"mode": "live", "token": "failed", "error": error}),
-        },
-    };
-    let body = json!({
-        "status": if store_ok { "ready" } else { "not ready" },
-        "store": if store_ok { "open" } else { "unavailable" },
-        "delivery": delivery,
-        "sources": detail,
-    });
-    if store_ok {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics));
 }
 
 fn content_kind(headers: &HeaderMap) -> Result<ContentKind, ReceiveError> {
@@ -148,6 +111,7 @@ async fn read_body(
     Ok(body.freeze())
 }
 
+/// `POST /hooks/{source}`: answers, and counts the answer by source and outcome.
 async fn receive_hook(
     req: HttpRequest,
     source: web::Path<String>,
@@ -155,12 +119,32 @@ async fn receive_hook(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ReceiveError> {
     let name = source.into_inner();
+    let result = receive(&req, &name, payload, &state).await;
+    // Unknown names are chosen by whoever calls: never a label value.
+    let label = if matches!(result, Err(ReceiveError::UnknownSource(_))) {
+        "-"
+    } else {
+        name.as_str()
+    };
+    match &result {
+        Ok((_, outcome)) => metrics::webhook(label, *outcome),
+        Err(e) => metrics::webhook(label, Outcome::Rejected(e.reason())),
+    }
+    result.map(|(response, _)| response)
+}
+
+async fn receive(
+    req: &HttpRequest,
+    name: &str,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(HttpResponse, Outcome), ReceiveError> {
     let sources = state.catalog.load();
     let source = sources
-        .get(&name)
+        .get(name)
         .cloned()
-        .ok_or_else(|| ReceiveError::UnknownSource(name.clone()))?;
-    if let Readiness::Inactive(reason) = source.verifier.readiness(&name) {
+        .ok_or_else(|| ReceiveError::UnknownSource(name.to_string()))?;
+    if let Readiness::Inactive(reason) = source.verifier.readiness(name) {
         return Err(ReceiveError::Inactive(reason));
     }
     let content = content_kind(req.headers())?;
@@ -179,31 +163,42 @@ async fn receive_hook(
     let payload = verified
         .parse()
         .map_err(|e| ReceiveError::Malformed(e.to_string()))?;
-    let outcome = match EventOutcome::from_mapped(source.mapping.map(
-        &payload,
-        &state.catalog.groups,
-        state.tz,
-    )) {
+    let mapped = source
+        .mapping
+        .map(&payload, &state.catalog.groups, state.tz);
+    let outcome = match EventOutcome::from_mapped(mapped) {
         Err(reason) => {
             tracing::info!(source = %name, %reason, "event ignored");
-            return Ok(HttpResponse::Ok().json(json!({"status": "ignored", "reason": reason})));
+            let body = json!({"status": "ignored", "reason": reason});
+            return Ok((HttpResponse::Ok().json(body), Outcome::Ignored));
         }
         Ok(outcome) => {
             if let EventOutcome::Failed { rule, reason } = &outcome {
-                tracing::warn!(source = %name, rule = rule.as_deref().unwrap_or("-"), %reason, "mapping failed; the event is kept as failed");
+                let rule = rule.as_deref().unwrap_or("-");
+                tracing::warn!(source = %name, rule, %reason, "mapping failed; the event is kept as failed");
+                metrics::mapping_failed(name, rule);
             }
             outcome
         }
+    };
+    let failed_messages = match &outcome {
+        EventOutcome::Mapped { messages, .. } => {
+            messages.iter().filter(|m| m.failed.is_some()).count()
+        }
+        EventOutcome::Failed { .. } => 0,
     };
     let event = new_event(&source, &payload, state.tz, outcome);
     match state.enqueuer.commit(event).await? {
         Committed::Accepted(id) => {
             tracing::info!(source = %name, event_id = %id, "event accepted");
-            Ok(HttpResponse::Accepted().json(json!({"status": "accepted", "id": id})))
+            (0..failed_messages).for_each(|_| metrics::message("failed"));
+            let body = json!({"status": "accepted", "id": id});
+            Ok((HttpResponse::Accepted().json(body), Outcome::Accepted))
         }
         Committed::Duplicate(id) => {
             tracing::info!(source = %name, event_id = %id, "duplicate delivery");
-            Ok(HttpResponse::Ok().json(json!({"status": "duplicate", "id": id})))
+            let body = json!({"status": "duplicate", "id": id});
+            Ok((HttpResponse::Ok().json(body), Outcome::Duplicate))
         }
     }
 }

@@ -31,6 +31,7 @@ struct Headers<'a> {
     timestamp: &'a str,
     signature: &'a str,
     timestamp_name: &'static str,
+    signature_name: &'static str,
 }
 
 fn headers(webhook: &Webhook) -> Result<Headers<'_>, VerifyError> {
@@ -51,6 +52,11 @@ fn headers(webhook: &Webhook) -> Result<Headers<'_>, VerifyError> {
         id: get("id")?,
         timestamp: get("timestamp")?,
         signature: get("signature")?,
+        signature_name: if family == "svix" {
+            "svix-signature"
+        } else {
+            "webhook-signature"
+        },
         timestamp_name: if family == "svix" {
             "svix-timestamp"
         } else {
@@ -83,7 +89,7 @@ impl Scheme for StandardWebhooks {
             .filter_map(|sig| base64::engine::general_purpose::STANDARD.decode(sig).ok())
             .collect();
         if candidates.is_empty() {
-            return Err(VerifyError::Malformed("webhook-signature".into()));
+            return Err(VerifyError::Malformed(h.signature_name.into()));
         }
         let parts: [&[u8]; 5] = [
             h.id.as_bytes(),

@@ -271,7 +271,7 @@ fn check_passes_on_the_shipped_mappings_and_fails_with_file_line_col_on_a_broken
 
     std::fs::write(
         dir.path().join("mappings/broken.yaml"),
-        "verify: { preset: github }\nrules:\n  - card:\n      title: \"{$.a | nope}\"\n      link: { title: a, url: b }\n",
+        "verify: { preset: github }\nrules:\n  - card:\n      title: \"{$.a | nope}\"\n      link: { title: a, url: 'https://b' }\n",
     )
     .unwrap();
     let out = fxhook()
@@ -344,7 +344,7 @@ fn render_exits_1_with_the_reason_on_stderr_when_the_mapping_fails() {
     let dir = workdir();
     std::fs::write(
         dir.path().join("mappings/thin.yaml"),
-        "verify: { unsigned: true }\nrules:\n  - card:\n      title: \"{$.title}\"\n      link: { title: a, url: b }\n",
+        "verify: { unsigned: true }\nrules:\n  - card:\n      title: \"{$.title}\"\n      link: { title: a, url: 'https://b' }\n",
     )
     .unwrap();
     let payload = dir.path().join("p.json");
@@ -596,4 +596,126 @@ fn sighup_reloads_the_mappings() {
         .unwrap();
     assert!(hup.success());
     wait_until(|| rendered() == "after", "SIGHUP to reload the mapping");
+}
+
+/// Parses Prometheus text into `name{sorted labels}` → value.
+fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let text = rt.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => {
+                    let mut labels: Vec<&str> = rest.trim_end_matches('}').split(',').collect();
+                    labels.sort();
+                    (n, labels.join(","))
+                }
+                None => (series, String::new()),
+            };
+            Some((format!("{name}{{{labels}}}"), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_count_every_outcome_of_a_scripted_run() {
+    let dir = workdir();
+    let secret = "metrics-secret";
+    let running = serve(dir.path(), &[("FXHOOK_SECRET_GITHUB", secret)]);
+    let before = scrape(running.port);
+    assert_eq!(
+        before.get(r#"fxhook_messages_total{state="dead"}"#),
+        Some(&0.0),
+        "exists at 0 from start-up"
+    );
+    assert_eq!(
+        before.get(r#"fxhook_webhooks_total{outcome="accepted",source="github"}"#),
+        Some(&0.0)
+    );
+
+    let body = std::fs::read(repo_file("tests/fixtures/github/issues.opened.json")).unwrap();
+    let sig = format!("sha256={}", python_hmac_hex("sha256", secret, &body));
+    let send = |event: &str, delivery: &str, sig: &str| {
+        post(
+            running.port,
+            "/hooks/github",
+            &body,
+            &[
+                ("X-Hub-Signature-256", sig.to_string()),
+                ("X-GitHub-Event", event.to_string()),
+                ("X-GitHub-Delivery", delivery.to_string()),
+            ],
+        )
+        .0
+    };
+    assert_eq!(send("issues", "m-1", &sig), 202);
+    assert_eq!(send("issues", "m-2", &sig), 202);
+    assert_eq!(send("issues", "m-2", &sig), 200); // duplicate
+    assert_eq!(send("ping", "m-3", &sig), 200); // ignored
+    assert_eq!(send("issues", "m-4", "sha256=00"), 401);
+    assert_eq!(post(running.port, "/hooks/nosuch", b"{}", &[]).0, 404);
+
+    let db = rusqlite::Connection::open(dir.path().join("data/fxhook.db")).unwrap();
+    wait_until(
+        || {
+            db.query_row(
+                "SELECT COUNT(*) FROM messages WHERE state = 'delivered'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+                == 2
+        },
+        "two deliveries",
+    );
+    let after = scrape(running.port);
+    let get = |k: &str| {
+        after
+            .get(k)
+            .copied()
+            .unwrap_or_else(|| panic!("no series {k}"))
+    };
+    assert_eq!(
+        get(r#"fxhook_webhooks_total{outcome="accepted",source="github"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"fxhook_webhooks_total{outcome="duplicate",source="github"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"fxhook_webhooks_total{outcome="ignored",source="github"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"fxhook_webhooks_total{outcome="rejected",reason="signature",source="github"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"fxhook_webhooks_total{outcome="rejected",reason="unknown_source",source="-"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"fxhook_verification_failures_total{source="github"}"#),
+        1.0
+    );
+    assert_eq!(get(r#"fxhook_messages_total{state="delivered"}"#), 2.0);
+    assert_eq!(get(r#"fxhook_messages_total{state="dead"}"#), 0.0);
+    assert_eq!(get(r#"fxhook_queue_depth{state="queued"}"#), 0.0);
+    assert_eq!(
+        get(r#"fxhook_http_request_duration_seconds_count{route="/hooks/{source}",status="202"}"#),
+        2.0
+    );
 }

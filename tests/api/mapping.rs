@@ -259,7 +259,7 @@ fn bad_yaml_is_reported_at_its_line_and_column() {
 #[test]
 fn an_unknown_key_is_reported_where_it_is_written() {
     let e = first_error(&format!(
-        "{HEAD}  - name: x\n    card:\n      titel: T\n      link: {{ title: a, url: b }}\n"
+        "{HEAD}  - name: x\n    card:\n      titel: T\n      link: {{ title: a, url: \"https://b\" }}\n"
     ));
     assert!(e.starts_with("5:7: unknown field `titel`"), "{e}");
 }
@@ -267,7 +267,7 @@ fn an_unknown_key_is_reported_where_it_is_written() {
 #[test]
 fn a_bad_jsonpath_inside_a_template_points_at_the_bad_character() {
     let e = first_error(&format!(
-        "{HEAD}  - card:\n      title: \"Push {{$.a[?@.b ==]}} done\"\n      link: {{ title: a, url: b }}\n"
+        "{HEAD}  - card:\n      title: \"Push {{$.a[?@.b ==]}} done\"\n      link: {{ title: a, url: \"https://b\" }}\n"
     ));
     assert!(
         e.starts_with("4:32: invalid JSONPath: unexpected ']'"),
@@ -278,7 +278,7 @@ fn a_bad_jsonpath_inside_a_template_points_at_the_bad_character() {
 #[test]
 fn an_unknown_filter_points_at_its_name() {
     let e = first_error(&format!(
-        "{HEAD}  - card:\n      title: \"{{$.a | uper}}\"\n      link: {{ title: a, url: b }}\n"
+        "{HEAD}  - card:\n      title: \"{{$.a | uper}}\"\n      link: {{ title: a, url: \"https://b\" }}\n"
     ));
     assert!(e.starts_with("4:22: unknown filter 'uper'"), "{e}");
 }
@@ -286,7 +286,7 @@ fn an_unknown_filter_points_at_its_name() {
 #[test]
 fn an_unknown_group_is_reported_at_the_recipient() {
     let e = first_error(&format!(
-        "{HEAD}  - to: [ops, devs]\n    card:\n      title: T\n      link: {{ title: a, url: b }}\n"
+        "{HEAD}  - to: [ops, devs]\n    card:\n      title: T\n      link: {{ title: a, url: \"https://b\" }}\n"
     ));
     assert!(e.starts_with("3:15: unknown group \"devs\""), "{e}");
 }
@@ -308,7 +308,7 @@ fn recipients_come_from_groups_ids_and_payload_lookups_with_a_fallback_and_no_re
     let path = write_mapping(
         dir.path(),
         &format!(
-            "{HEAD}  - to: [ops, 'id:42', '{{$.team}}']\n    fallback: oncall\n    card:\n      title: T\n      link: {{ title: a, url: b }}\n"
+            "{HEAD}  - to: [ops, 'id:42', '{{$.team}}']\n    fallback: oncall\n    card:\n      title: T\n      link: {{ title: a, url: \"https://b\" }}\n"
         ),
     );
     let groups = groups(&[
