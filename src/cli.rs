@@ -120,7 +120,13 @@ fn check(config: Option<&Path>) -> ExitCode {
         Ok(g) => g,
         Err(e) => return fail(&anyhow::anyhow!(e)),
     };
-    let set = match crate::source::load_dir(&settings.mappings.dir, &groups) {
+    // In check, a failing example is an error: it fails the admin's CI.
+    let set = match crate::source::load_dir_with(
+        &settings.mappings.dir,
+        &groups,
+        &settings.cards,
+        Severity::Error,
+    ) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
@@ -315,7 +321,8 @@ pub fn render_json(
                 settings.mappings.dir.display()
             )
         })?;
-    let (loaded, diagnostics) = crate::source::load_file(&file, &groups);
+    let (loaded, diagnostics) =
+        crate::source::load_file_with(&file, &groups, &settings.cards, Severity::Warning);
     // Warnings about secrets and groups are `check`'s business; render reports errors only.
     for d in diagnostics.iter().filter(|d| d.severity == Severity::Error) {
         eprintln!("{d}");

@@ -48,7 +48,7 @@ impl Catalog {
     /// # Errors
     /// The directory cannot be read.
     pub fn open(dir: PathBuf, groups: Arc<Groups>, limits: CardLimits) -> anyhow::Result<Catalog> {
-        let set = source::load_dir_with(&dir, &groups, &limits)?;
+        let set = source::load_dir_with(&dir, &groups, &limits, Severity::Warning)?;
         log_diagnostics(&set);
         Ok(Catalog {
             dir,
@@ -69,7 +69,8 @@ impl Catalog {
     /// # Errors
     /// The directory cannot be read (the current set stays).
     pub fn reload(&self) -> anyhow::Result<ReloadReport> {
-        let fresh = source::load_dir_with(&self.dir, &self.groups, &self.limits)?;
+        let fresh =
+            source::load_dir_with(&self.dir, &self.groups, &self.limits, Severity::Warning)?;
         let errors: Vec<String> = fresh
             .diagnostics
             .iter()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use crate::card::CardLimits;
-use crate::diagnostic::{Diagnostic, Reporter};
+use crate::diagnostic::{Diagnostic, Reporter, Severity};
 use crate::map::Mapping;
 use crate::map::jsonpath::JsonPath;
 use crate::map::spec::{DedupSpec, MappingFile};
@@ -126,7 +126,7 @@ impl SourceSet {
 /// # Errors
 /// The directory cannot be read (a file that cannot be read is a diagnostic).
 pub fn load_dir(dir: &Path, groups: &Groups) -> anyhow::Result<SourceSet> {
-    load_dir_with(dir, groups, &CardLimits::default())
+    load_dir_with(dir, groups, &CardLimits::default(), Severity::Warning)
 }
 
 /// Loads every `*.yaml` / `*.yml` file of `dir`, fitting cards within `limits`.
@@ -137,6 +137,7 @@ pub fn load_dir_with(
     dir: &Path,
     groups: &Groups,
     limits: &CardLimits,
+    examples: Severity,
 ) -> anyhow::Result<SourceSet> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         anyhow::anyhow!(
@@ -159,7 +160,7 @@ pub fn load_dir_with(
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let (source, diagnostics) = load_file_with(&file, groups, limits);
+        let (source, diagnostics) = load_file_with(&file, groups, limits, examples);
         let first_error = diagnostics
             .iter()
             .find(|d| d.severity == crate::diagnostic::Severity::Error)
@@ -180,14 +181,16 @@ pub fn load_dir_with(
 
 /// Loads and compiles one mapping file.
 pub fn load_file(file: &Path, groups: &Groups) -> (Option<Source>, Vec<Diagnostic>) {
-    load_file_with(file, groups, &CardLimits::default())
+    load_file_with(file, groups, &CardLimits::default(), Severity::Warning)
 }
 
-/// Loads and compiles one mapping file, fitting cards within `limits`.
+/// Loads and compiles one mapping file, fitting cards within `limits`; its examples' mismatches
+/// are reported with the `examples` severity (errors for `check`, warnings when serving).
 pub fn load_file_with(
     file: &Path,
     groups: &Groups,
     limits: &CardLimits,
+    examples: Severity,
 ) -> (Option<Source>, Vec<Diagnostic>) {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -198,10 +201,7 @@ pub fn load_file_with(
         }
     };
     let mut report = Reporter::new(file, &text);
-    let source = compile_source(file, &text, groups, &mut report).map(|mut s| {
-        s.mapping.limits = limits.clone();
-        s
-    });
+    let source = compile_source(file, &text, groups, limits, examples, &mut report);
     let ok = !report.has_errors();
     (source.filter(|_| ok), report.found)
 }
@@ -210,6 +210,8 @@ fn compile_source(
     file: &Path,
     text: &str,
     groups: &Groups,
+    limits: &CardLimits,
+    examples: Severity,
     report: &mut Reporter,
 ) -> Option<Source> {
     let stem = file
@@ -232,7 +234,11 @@ fn compile_source(
     };
     let verify = compile_verify(&name, &spec.verify, report);
     let dedup = compile_dedup(&name, spec.dedup.as_ref(), &spec.verify.value, report);
-    let mapping = crate::map::compile::compile_rules(&spec.rules, groups, report);
+    let mut mapping = crate::map::compile::compile_rules(&spec.rules, groups, report);
+    mapping.limits = limits.clone();
+    if !report.has_errors() {
+        crate::map::examples::run(&spec.examples, &mapping, file, groups, examples, report);
+    }
     if spec.rules.is_empty() {
         report.warning(
             &spec.verify.referenced,

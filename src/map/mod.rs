@@ -7,6 +7,7 @@
 //! the JSONPath engine; [`template`] is the one-line template language of card fields.
 
 pub mod compile;
+pub mod examples;
 pub mod jsonpath;
 pub mod spec;
 pub mod template;

@@ -23,6 +23,9 @@ pub struct MappingFile {
     /// The rules, first match wins.
     #[serde(default)]
     pub rules: Vec<Spanned<RuleSpec>>,
+    /// Payloads with their expected result, run by `fxhook check`.
+    #[serde(default)]
+    pub examples: Vec<Spanned<super::examples::ExampleSpec>>,
 }
 
 /// `dedup:`: a header or a JSONPath (exactly one), or `false` to turn dedup off.

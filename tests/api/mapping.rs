@@ -374,3 +374,54 @@ async fn a_signed_push_through_the_shipped_mapping_is_stored_as_a_valid_composit
         "Codertocat/Hello-World: 1 commit(s) to master"
     );
 }
+
+#[test]
+fn check_fails_on_a_wrong_example_at_its_position_and_serving_only_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.json"), r#"{"n": 7}"#).unwrap();
+    std::fs::write(
+        dir.path().join("ex.yaml"),
+        "verify: { unsigned: true }\nrules:\n  - card: { title: \"N {$.n}\", link: { title: a, url: 'https://x' } }\nexamples:\n  - payload: p.json\n    expect: { title: N 7 }\n  - payload: p.json\n    expect: { title: N 8, status: rendered }\n",
+    )
+    .unwrap();
+    let groups = groups(&[("default", &["1"])]);
+    let limits = fxhook::card::CardLimits::default();
+    let checked = fxhook::source::load_dir_with(
+        dir.path(),
+        &groups,
+        &limits,
+        fxhook::diagnostic::Severity::Error,
+    )
+    .unwrap();
+    let errors: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == fxhook::diagnostic::Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].ends_with("ex.yaml:7:5: example 2: title: expected \"N 8\", got \"N 7\""),
+        "{}",
+        errors[0]
+    );
+    assert!(checked.sources.is_empty());
+
+    let served = fxhook::source::load_dir_with(
+        dir.path(),
+        &groups,
+        &limits,
+        fxhook::diagnostic::Severity::Warning,
+    )
+    .unwrap();
+    assert!(
+        served.sources.contains_key("ex"),
+        "a failing example never blocks an otherwise valid file"
+    );
+    assert!(
+        served
+            .diagnostics
+            .iter()
+            .any(|d| d.to_string().contains("warning: example 2"))
+    );
+}
