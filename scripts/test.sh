@@ -16,6 +16,8 @@ apt_install() {
 
 need python3 || apt_install python3          # independent HMAC signer of the tests
 need npm || apt_install npm                  # the payload fixtures come from the npm registry
+[ -x /usr/sbin/nginx ] || apt_install nginx  # the reverse proxy in front of the gateway in tests
+[ -x /usr/bin/prometheus-alertmanager ] || apt_install prometheus-alertmanager  # a real Alertmanager (tests/api/catalogue_ops.rs)
 
 if [ ! -f tests/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
   (cd tests/npm && npm install --no-audit --no-fund --silent)

@@ -1,110 +1,11 @@
 //! The `fxhook` binary as operators and admins run it: configuration from a file and the
 //! environment, `check`, `render`, and a SIGKILL that loses nothing.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{python_hmac_hex, repo_file};
-
-fn fxhook() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fxhook"));
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
-
-/// A gateway process and the port it listens on.
-struct Running {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `fxhook serve` in `dir` (port 0) and waits for its "listening" log line.
-fn serve(dir: &Path, env: &[(&str, &str)]) -> Running {
-    let mut child = fxhook()
-        .arg("serve")
-        .current_dir(dir)
-        .env("FXHOOK__SERVER__LISTEN", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("fxhook starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(port) = line.split("port=").nth(1) {
-                let port: String = port.chars().take_while(char::is_ascii_digit).collect();
-                let _ = tx.send(port.parse::<u16>().ok());
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(20))
-        .ok()
-        .flatten()
-        .expect("fxhook logs its port");
-    Running { child, port }
-}
-
-/// A working directory with the shipped mappings and a config with one recipient.
-fn workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("mappings")).unwrap();
-    for name in ["github.yaml", "alertmanager.yaml"] {
-        std::fs::copy(
-            repo_file(&format!("mappings/{name}")),
-            dir.path().join("mappings").join(name),
-        )
-        .unwrap();
-    }
-    std::fs::write(
-        dir.path().join("fxhook.yaml"),
-        "groups:\n  default: ['1000']\n",
-    )
-    .unwrap();
-    dir
-}
-
-fn post(
-    port: u16,
-    path: &str,
-    body: &[u8],
-    headers: &[(&str, String)],
-) -> (u16, serde_json::Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}{path}"))
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        for (n, v) in headers {
-            req = req.header(*n, v);
-        }
-        let res = req.send().await.unwrap();
-        (res.status().as_u16(), res.json().await.unwrap_or_default())
-    })
-}
-
-fn wait_until(mut check: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
+use crate::process::{fxhook, post, scrape, serve, wait_until, workdir};
 
 #[test]
 fn a_push_signed_by_python_is_accepted_survives_a_sigkill_and_is_delivered_after_restart() {
@@ -596,37 +497,6 @@ fn sighup_reloads_the_mappings() {
         .unwrap();
     assert!(hup.success());
     wait_until(|| rendered() == "after", "SIGHUP to reload the mapping");
-}
-
-/// Parses Prometheus text into `name{sorted labels}` → value.
-fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let text = rt.block_on(async {
-        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => {
-                    let mut labels: Vec<&str> = rest.trim_end_matches('}').split(',').collect();
-                    labels.sort();
-                    (n, labels.join(","))
-                }
-                None => (series, String::new()),
-            };
-            Some((format!("{name}{{{labels}}}"), value.parse().ok()?))
-        })
-        .collect()
 }
 
 #[test]

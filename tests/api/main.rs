@@ -3,11 +3,14 @@
 
 mod admin;
 mod binary;
+mod catalogue_git;
 mod contract;
 mod delivery;
 mod fake_fxiaoke;
 mod helpers;
 mod mapping;
+mod process;
+mod proxy;
 mod reload;
 mod signatures;
 mod store;
