@@ -80,6 +80,8 @@ pub struct Source {
     pub dedup: Dedup,
     /// The rules.
     pub mapping: Mapping,
+    /// The source's own rate limit, when its mapping sets one.
+    pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
 }
 
 /// Every source of the mappings directory, plus what went wrong loading it.
@@ -245,8 +247,27 @@ fn compile_source(
             "no rules: every event of this source is ignored",
         );
     }
+    let limiter = match &spec.rate_limit {
+        None => Some(None),
+        Some(r) => {
+            let quota = std::num::NonZeroU32::new(r.value.requests).and_then(|n| {
+                governor::Quota::with_period(r.value.per / n.get()).map(|q| q.allow_burst(n))
+            });
+            match quota {
+                Some(q) => Some(Some(Arc::new(governor::RateLimiter::direct(q)))),
+                None => {
+                    report.error(
+                        &r.referenced,
+                        "rate_limit needs requests ≥ 1 and a period longer than 0",
+                    );
+                    None
+                }
+            }
+        }
+    };
     let (verifier, event_header) = verify?;
     Some(Source {
+        limiter: limiter?,
         name,
         file: file.to_path_buf(),
         verifier,

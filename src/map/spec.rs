@@ -23,9 +23,23 @@ pub struct MappingFile {
     /// The rules, first match wins.
     #[serde(default)]
     pub rules: Vec<Spanned<RuleSpec>>,
+    /// A per-source rate limit (off when absent): requests over it get 429 + Retry-After.
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<RateLimitSpec>>,
     /// Payloads with their expected result, run by `fxhook check`.
     #[serde(default)]
     pub examples: Vec<Spanned<super::examples::ExampleSpec>>,
+}
+
+/// `rate_limit:`: at most `requests` per `per`, with bursts up to `requests`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Requests allowed per period.
+    pub requests: u32,
+    /// The period (`1s`, `1m`, …).
+    #[serde(with = "humantime_serde")]
+    pub per: std::time::Duration,
 }
 
 /// `dedup:`: a header or a JSONPath (exactly one), or `false` to turn dedup off.

@@ -28,6 +28,14 @@ pub enum ReceiveError {
     /// Unreadable body.
     #[error("{0}")]
     Malformed(String),
+    /// The source's own rate limit is exceeded.
+    #[error("rate limit of source {name} exceeded")]
+    RateLimited {
+        /// The source.
+        name: String,
+        /// Seconds until a request may pass.
+        retry_after: u64,
+    },
     /// The store cannot take it now.
     #[error("store unavailable")]
     Store(#[from] EnqueueError),
@@ -43,6 +51,7 @@ impl ReceiveError {
             ReceiveError::UnsupportedMedia(_) => "unsupported_media",
             ReceiveError::TooLarge(_) => "too_large",
             ReceiveError::Malformed(_) => "malformed",
+            ReceiveError::RateLimited { .. } => "rate_limited",
             ReceiveError::Store(_) => "store",
         }
     }
@@ -56,6 +65,7 @@ impl ResponseError for ReceiveError {
             ReceiveError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ReceiveError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ReceiveError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ReceiveError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -71,6 +81,10 @@ impl ResponseError for ReceiveError {
                 tracing::error!(%cause, "event refused: the store cannot take it");
                 res.insert_header(("Retry-After", "5"));
                 "the store cannot take the event now; retry later".to_string()
+            }
+            ReceiveError::RateLimited { retry_after, .. } => {
+                res.insert_header(("Retry-After", retry_after.to_string()));
+                self.to_string()
             }
             other => other.to_string(),
         };

@@ -147,6 +147,16 @@ async fn receive(
     if let Readiness::Inactive(reason) = source.verifier.readiness(name) {
         return Err(ReceiveError::Inactive(reason));
     }
+    if let Some(limiter) = &source.limiter
+        && let Err(not_until) = limiter.check()
+    {
+        use governor::clock::Clock;
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        return Err(ReceiveError::RateLimited {
+            name: name.to_string(),
+            retry_after: wait.as_secs().max(1),
+        });
+    }
     let content = content_kind(req.headers())?;
     let body = read_body(req.headers(), payload, state.max_body_bytes).await?;
     let webhook = Webhook {

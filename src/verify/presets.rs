@@ -355,6 +355,10 @@ fn generic(spec: &VerifySpec) -> Result<Arc<dyn Scheme>, String> {
     if signed.contains(&Part::Timestamp) && spec.timestamp_header.is_none() {
         return Err("signed uses {timestamp}: set `timestamp_header`".into());
     }
+    if spec.timestamp_header.is_some() && !signed.contains(&Part::Timestamp) {
+        // Otherwise the replay window would check a time anyone can change.
+        return Err("timestamp_header is set but signed does not include {timestamp}: sign it (e.g. signed: \"{timestamp}.{body}\")".into());
+    }
     if signed.contains(&Part::Id) && spec.id_header.is_none() {
         return Err("signed uses {id}: set `id_header`".into());
     }

@@ -322,3 +322,64 @@ async fn an_unsigned_source_must_say_so_and_then_accepts_plain_requests() {
     .await;
     assert_eq!(app.post_hook("open", &b"{}"[..], &[]).await.status(), 202);
 }
+
+#[actix_rt::test]
+async fn a_source_over_its_own_rate_limit_is_answered_429_with_retry_after() {
+    let app = spawn_app(Options {
+        mappings: vec![(
+            "limited".into(),
+            format!(
+                "verify: {{ unsigned: true }}\nrate_limit: {{ requests: 2, per: 1m }}\n{ACCEPT_ALL}"
+            ),
+        )],
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.post_hook("limited", &b"{}"[..], &[]).await.status(),
+            202
+        );
+    }
+    let res = app.post_hook("limited", &b"{}"[..], &[]).await;
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    assert_eq!(
+        json_of(res).await,
+        serde_json::json!({"error": "rate limit of source limited exceeded"})
+    );
+}
+
+#[actix_rt::test]
+async fn a_request_with_too_many_headers_is_refused_before_any_work_and_the_server_goes_on() {
+    let app = github_app(None).await;
+    let mut req = app
+        .client
+        .post(format!("{}/hooks/github", app.address))
+        .header("content-type", "application/json");
+    for i in 0..120 {
+        req = req.header(format!("x-filler-{i}"), "x");
+    }
+    let refused = req
+        .body("{}")
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert!(
+        refused == 0 || (400..500).contains(&refused),
+        "answered {refused}"
+    );
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -4,13 +4,17 @@
 mod admin;
 mod binary;
 mod catalogue_git;
+mod catalogue_ops;
 mod contract;
 mod delivery;
 mod fake_fxiaoke;
+mod fuzz;
 mod helpers;
 mod mapping;
+mod presets;
 mod process;
 mod proxy;
 mod reload;
+mod secrets_in_logs;
 mod signatures;
 mod store;

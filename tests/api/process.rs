@@ -149,4 +149,3 @@ pub fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
         })
         .collect()
 }
-
