@@ -19,13 +19,19 @@ struct Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         // TERM, not KILL: the master stops its workers, which would otherwise outlive the test.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// nginx on a free loopback port, proxying `/fxhook/` to the gateway on `upstream`.
@@ -73,7 +79,10 @@ http {{
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("nginx starts");
-    wait_until(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "nginx to listen");
+    wait_until(
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "nginx to listen",
+    );
     Nginx { child, port }
 }
 
@@ -93,7 +102,10 @@ fn behind_nginx_signatures_verify_under_a_path_prefix_and_the_real_client_ip_is_
 
     let body = std::fs::read(repo_file("tests/fixtures/github/push.4.json")).unwrap();
     let sig = format!("sha256={}", python_hmac_hex("sha256", secret, &body));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (status, request_id) = rt.block_on(async {
         // The client comes from another loopback address than the proxy: 127.0.0.5.
         let client = reqwest::Client::builder()
@@ -102,7 +114,10 @@ fn behind_nginx_signatures_verify_under_a_path_prefix_and_the_real_client_ip_is_
             .build()
             .unwrap();
         let res = client
-            .post(format!("http://127.0.0.1:{}/fxhook/hooks/github", proxy.port))
+            .post(format!(
+                "http://127.0.0.1:{}/fxhook/hooks/github",
+                proxy.port
+            ))
             .header("content-type", "application/json")
             .header("X-GitHub-Event", "push")
             .header("X-Hub-Signature-256", sig)
@@ -111,14 +126,19 @@ fn behind_nginx_signatures_verify_under_a_path_prefix_and_the_real_client_ip_is_
             .send()
             .await
             .unwrap();
-        (res.status().as_u16(), res.headers()["x-request-id"].to_str().unwrap().to_string())
+        (
+            res.status().as_u16(),
+            res.headers()["x-request-id"].to_str().unwrap().to_string(),
+        )
     });
     assert_eq!(status, 202);
     assert_eq!(request_id, "through-nginx-1");
     wait_until(
         || {
             gateway.logs.lock().unwrap().iter().any(|l| {
-                l.contains("request completed") && l.contains("through-nginx-1") && l.contains("client_ip=127.0.0.5")
+                l.contains("request completed")
+                    && l.contains("through-nginx-1")
+                    && l.contains("client_ip=127.0.0.5")
             })
         },
         "an access-log line with the real client IP",
