@@ -32,6 +32,7 @@ const KNOWN_FILTERS: &[&str] = &[
     "json",
     "first",
     "scalar",
+    "first_url",
 ];
 
 const DEFAULT_DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -109,6 +110,8 @@ enum Filter {
     Json,
     First,
     Scalar,
+    /// The first http(s) string found breadth-first, skipping those the regex matches.
+    FirstUrl(Option<Box<regex::Regex>>),
 }
 
 impl Template {
@@ -232,6 +235,10 @@ impl Filter {
                 Cow::Owned(Value::Array(_)) => Cow::Owned(Value::Null),
                 other => other,
             },
+            Filter::FirstUrl(skip) => match first_url(&value, skip.as_deref()) {
+                Some(url) => Cow::Owned(Value::String(url.to_string())),
+                None => Cow::Owned(Value::Null),
+            },
             Filter::Scalar => match value.as_ref() {
                 Value::Array(_) | Value::Object(_) => Cow::Owned(Value::Null),
                 _ => value,
@@ -289,6 +296,35 @@ impl Filter {
 }
 
 /// Null, "" and [] count as "no value" for `default`.
+/// Breadth-first (top-level addresses before nested ones), bounded to a few thousand nodes so
+/// a huge payload costs a bounded amount.
+fn first_url<'v>(root: &'v Value, skip: Option<&regex::Regex>) -> Option<&'v str> {
+    let mut queue = std::collections::VecDeque::from([root]);
+    let mut visited = 0usize;
+    while let Some(v) = queue.pop_front() {
+        visited += 1;
+        if visited > 5_000 {
+            return None;
+        }
+        match v {
+            Value::String(s) => {
+                let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+                let is_url = lower.starts_with("http://") || lower.starts_with("https://");
+                if is_url
+                    && !s.contains(char::is_whitespace)
+                    && !skip.is_some_and(|re| re.is_match(s))
+                {
+                    return Some(s);
+                }
+            }
+            Value::Array(items) => queue.extend(items.iter()),
+            Value::Object(map) => queue.extend(map.values()),
+            _ => {}
+        }
+    }
+    None
+}
+
 fn is_blank(value: &Value) -> bool {
     match value {
         Value::Null => true,
@@ -663,6 +699,20 @@ impl Parser<'_> {
                     Some(ArgValue::Str(s)) => Filter::Default(Value::String(s.clone())),
                     Some(ArgValue::Path(p)) => Filter::DefaultPath(p.clone()),
                     None => Filter::Default(Value::Null),
+                }
+            }
+            "first_url" => {
+                let usage =
+                    "first_url takes at most one string argument (a regex of addresses to skip)";
+                self.check_args(name_at, args, &[Str], 0, usage)?;
+                match str_arg(args, 0) {
+                    None => Filter::FirstUrl(None),
+                    Some(pattern) => {
+                        let re = regex::Regex::new(pattern).map_err(|e| {
+                            self.error(first_at, format!("invalid regex in first_url: {e}"))
+                        })?;
+                        Filter::FirstUrl(Some(Box::new(re)))
+                    }
                 }
             }
             "left" => {
@@ -1326,5 +1376,19 @@ mod tests {
         assert_eq!(render("{$.ref | first}"), "refs/heads/feature/x");
         assert_eq!(render("{$.meta | scalar}"), "");
         assert_eq!(render("{$.zero | scalar}"), "0");
+    }
+
+    #[test]
+    fn first_url_finds_the_shallowest_address_and_skips_the_excluded_ones() {
+        let root = json!({"a": {"deep": "https://deep/x"}, "img": "https://x/logo.png", "top": "http://top/y", "n": 1});
+        let t = |text: &str| {
+            Template::compile(text, &TOP)
+                .unwrap()
+                .render(&Scope::new(&root, chrono_tz::UTC))
+        };
+        assert_eq!(t("{$ | first_url('[.]png$')}"), "http://top/y");
+        assert_eq!(t("{$.a | first_url}"), "https://deep/x");
+        assert_eq!(t("{$.n | first_url | default('none')}"), "none");
+        assert!(Template::compile("{$ | first_url('(')}", &TOP).is_err());
     }
 }
