@@ -108,6 +108,11 @@ pub struct StoreSettings {
     pub commit_batch: usize,
     /// Accepted events waiting for their commit before new requests get 503 + Retry-After.
     pub pending_limit: usize,
+    /// Queued messages beyond which new webhooks get 503 + Retry-After (the vendor is not
+    /// keeping up and the backlog would only grow).
+    pub max_queued: u64,
+    /// Store file size in bytes beyond which new webhooks get 503 + Retry-After.
+    pub max_bytes: u64,
 }
 
 impl Default for StoreSettings {
@@ -117,6 +122,8 @@ impl Default for StoreSettings {
             dedup_window: Duration::from_secs(24 * 3600),
             commit_batch: 64,
             pending_limit: 10_000,
+            max_queued: 1_000_000,
+            max_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! Dedup lives here too: checking and recording a delivery id in the same transaction as the
 //! event makes two concurrent requests with one id impossible to both accept.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -119,6 +121,69 @@ struct Job {
     reply: oneshot::Sender<Result<Committed, String>>,
 }
 
+/// Bounds of the store, checked every second by [`watch_bounds`].
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Most queued messages.
+    pub max_queued: u64,
+    /// Largest store file, in bytes.
+    pub max_bytes: u64,
+}
+
+/// Every second, compares the queue and the store size with `bounds` and refuses new events
+/// (503 + Retry-After) while either is over; runs until the process ends.
+pub fn watch_bounds(
+    enqueuer: &Enqueuer,
+    reader: Arc<std::sync::Mutex<Connection>>,
+    bounds: Bounds,
+) {
+    let flag = Arc::clone(&enqueuer.overloaded);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let reader = Arc::clone(&reader);
+            let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
+                let conn = reader
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("reader poisoned"))?;
+                let queued: i64 = conn.query_row(
+                    "SELECT COUNT(*) FROM messages WHERE state = 'queued'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let bytes: i64 = conn.query_row(
+                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok((queued.max(0) as u64, bytes.max(0) as u64))
+            })
+            .await;
+            let Ok(Ok((queued, bytes))) = measured else {
+                continue;
+            };
+            let over = queued > bounds.max_queued || bytes > bounds.max_bytes;
+            if over != flag.swap(over, Ordering::Relaxed) {
+                if over {
+                    tracing::error!(
+                        queued,
+                        bytes,
+                        ?bounds,
+                        "store over its bounds: new webhooks get 503 until it drains"
+                    );
+                } else {
+                    tracing::info!(
+                        queued,
+                        bytes,
+                        "store back under its bounds: accepting webhooks again"
+                    );
+                }
+            }
+        }
+    });
+}
+
 /// Settings of the writer.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterSettings {
@@ -134,6 +199,8 @@ pub struct WriterSettings {
 #[derive(Clone)]
 pub struct Enqueuer {
     tx: mpsc::Sender<Job>,
+    /// Set while the store is over its bounds (see [`watch_bounds`]).
+    overloaded: Arc<AtomicBool>,
 }
 
 /// Starts the writer thread on `conn`. It stops when every [`Enqueuer`] is dropped.
@@ -151,7 +218,13 @@ pub fn start(
         .name("fxhook-writer".into())
         .spawn(move || Writer::new(conn, settings, queued).run(rx))
         .context("cannot start the store writer")?;
-    Ok((Enqueuer { tx }, handle))
+    Ok((
+        Enqueuer {
+            tx,
+            overloaded: Arc::new(AtomicBool::new(false)),
+        },
+        handle,
+    ))
 }
 
 impl Enqueuer {
@@ -166,6 +239,9 @@ impl Enqueuer {
     /// [`EnqueueError::Busy`] when the writer is saturated, [`EnqueueError::Unavailable`] when
     /// the database failed.
     pub async fn commit(&self, event: NewEvent) -> Result<Committed, EnqueueError> {
+        if self.overloaded.load(Ordering::Relaxed) {
+            return Err(EnqueueError::Busy);
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
             .try_send(Job { event, reply })

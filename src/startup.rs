@@ -129,6 +129,15 @@ impl Application {
         };
         let metrics_handle = crate::metrics::install();
         crate::metrics::zero(&catalog.load().sources.keys().cloned().collect::<Vec<_>>());
+        let reader = Arc::new(std::sync::Mutex::new(store::open(&settings.store.path)?));
+        enqueue::watch_bounds(
+            &enqueuer,
+            Arc::clone(&reader),
+            enqueue::Bounds {
+                max_queued: settings.store.max_queued,
+                max_bytes: settings.store.max_bytes,
+            },
+        );
         let state = web::Data::new(AppState {
             catalog,
             tz,
@@ -140,7 +149,7 @@ impl Application {
             delivery,
             metrics: metrics_handle,
             metrics_token: settings.metrics.token.clone(),
-            reader: Arc::new(std::sync::Mutex::new(store::open(&settings.store.path)?)),
+            reader,
         });
         let addr = settings.listen_addr()?;
         let listener = TcpListener::bind(addr)

@@ -138,6 +138,12 @@ impl Worker {
         else {
             return Ok(Step::Idle);
         };
+        let span = tracing::info_span!("delivery", message_id = msg.id, event_id = %msg.event_id);
+        tracing::Instrument::instrument(self.handle(msg), span).await
+    }
+
+    /// Sends one claimed message and records the outcome.
+    async fn handle(&self, msg: Claimed) -> anyhow::Result<Step> {
         let started = SystemTime::now();
         let sent = match &self.mode {
             Mode::DryRun => {

@@ -1,5 +1,5 @@
 //! Who sent a request: the TCP peer, or behind trusted reverse proxies the rightmost
-//! `X-Forwarded-For` address that is not a trusted proxy.
+//! `X-Forwarded-For` (else RFC 7239 `Forwarded: for=`) address that is not a trusted proxy.
 
 use std::net::IpAddr;
 
@@ -30,6 +30,28 @@ pub fn client_ip(
     Some(last)
 }
 
+/// The `for=` addresses of an RFC 7239 `Forwarded` header, as an `X-Forwarded-For` list
+/// (`for="[2001:db8::1]:4711"` → `2001:db8::1`; obfuscated and unknown nodes are kept as text
+/// and stop the walk).
+pub fn forwarded_for(header: &str) -> String {
+    header
+        .split(',')
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                k.trim().eq_ignore_ascii_case("for").then(|| {
+                    let v = v.trim().trim_matches('"');
+                    match v.strip_prefix('[') {
+                        Some(rest) => rest.split(']').next().unwrap_or(rest).to_string(),
+                        None => v.split(':').next().unwrap_or(v).to_string(),
+                    }
+                })
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,6 +59,22 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_forwarded_header_is_read_like_x_forwarded_for() {
+        assert_eq!(
+            forwarded_for(
+                r#"for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711""#
+            ),
+            "192.0.2.60, 2001:db8:cafe::17"
+        );
+        let trusted = [parse_ip_range("10.0.0.0/8").unwrap()];
+        let list = forwarded_for("for=198.51.100.7, for=10.0.0.5");
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.2")), Some(&list), &trusted),
+            Some(ip("198.51.100.7"))
+        );
     }
 
     #[test]

@@ -38,14 +38,26 @@ pub async fn request_context(
         .app_data::<web::Data<AppState>>()
         .map(|s| s.trusted_proxies.clone())
         .unwrap_or_default();
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client = client_ip(req.peer_addr().map(|a| a.ip()), forwarded, &trusted)
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "-".into());
-    let span = tracing::info_span!("request", request_id = %id, client_ip = %client);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let forwarded = header("x-forwarded-for")
+        .map(str::to_string)
+        .or_else(|| header("forwarded").map(super::client::forwarded_for));
+    let client = client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded.as_deref(),
+        &trusted,
+    )
+    .map(|ip| ip.to_string())
+    .unwrap_or_else(|| "-".into());
+    // source, delivery_id and event_id are filled in by the handler as they become known.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        client_ip = %client,
+        source = tracing::field::Empty,
+        delivery_id = tracing::field::Empty,
+        event_id = tracing::field::Empty,
+    );
     let method = req.method().to_string();
     let path = req.path().to_string();
     // The route pattern, not the path: label values must not come from callers.

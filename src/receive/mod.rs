@@ -198,6 +198,12 @@ async fn receive(
         EventOutcome::Failed { .. } => 0,
     };
     let event = new_event(&source, &payload, state.tz, outcome);
+    let span = tracing::Span::current();
+    span.record("source", name);
+    if let Some(d) = &event.delivery_id {
+        span.record("delivery_id", d.as_str());
+    }
+    span.record("event_id", event.id.as_str());
     match state.enqueuer.commit(event).await? {
         Committed::Accepted(id) => {
             tracing::info!(source = %name, event_id = %id, "event accepted");

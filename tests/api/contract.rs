@@ -383,3 +383,29 @@ async fn a_request_with_too_many_headers_is_refused_before_any_work_and_the_serv
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[actix_rt::test]
+async fn a_store_over_its_bounds_answers_503_with_retry_after() {
+    let app = github_app(Some(Box::new(|s| s.store.max_bytes = 1))).await;
+    let body = br#"{"action":"opened"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let res = loop {
+        let res = app
+            .post_hook("github", &body[..], &signed(body, "issues", "bounded"))
+            .await;
+        if res.status() == 503 {
+            break res;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused: {}",
+            res.status()
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        json_of(res).await,
+        serde_json::json!({"error": "the store cannot take the event now; retry later"})
+    );
+}
