@@ -12,9 +12,11 @@
 //! - [`enqueue`]: the group-commit writer that stores events and messages before the 202;
 //! - [`deliver`]: the worker that sends queued messages and records every attempt.
 //!
-//! Around it: [`config`] (settings), [`source`] (loading mapping files), [`card`] (the composite
-//! card and send body), [`store`] (SQLite schema and queries), [`diagnostic`] (`file:line:col`
-//! problems), [`startup`] (wiring), [`cli`] (the `fxhook` command), [`telemetry`] (logs).
+//! Around it: [`config`] (settings), [`source`] (loading mapping files), [`reload`] (watching
+//! and swapping them), [`card`] (the composite card, its fitting, the send body), [`store`]
+//! (SQLite schema and queries), [`admin`] (the `/admin` API), [`metrics`] (Prometheus
+//! counters), [`diagnostic`] (`file:line:col` problems), [`startup`] (wiring), [`cli`] (the
+//! `fxhook` command), [`telemetry`] (logs).
 
 pub mod admin;
 pub mod card;
