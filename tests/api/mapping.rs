@@ -425,3 +425,50 @@ fn check_fails_on_a_wrong_example_at_its_position_and_serving_only_warns() {
             .any(|d| d.to_string().contains("warning: example 2"))
     );
 }
+
+#[test]
+fn a_storm_of_500_alerts_in_one_webhook_makes_one_card_that_fits() {
+    let groups = groups(&[("default", &["1000"])]);
+    let source = load(&repo_file("mappings/alertmanager.yaml"), &groups);
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo_file(
+            "tests/fixtures/alertmanager-0.25-firing.body.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let alert = body["alerts"][0].clone();
+    body["alerts"] = (0..500)
+        .map(|i| {
+            let mut a = alert.clone();
+            a["labels"]["instance"] = format!("节点-{i}:9100").into();
+            a["annotations"]["summary"] =
+                format!("第{i}号实例延迟过高 😱 {}", "详细说明".repeat(40)).into();
+            a
+        })
+        .collect();
+    let Mapped::Rendered { messages, .. } = map(&source, &groups, &[], body.to_string().as_bytes())
+    else {
+        panic!()
+    };
+    let card = &messages[0].composite;
+    assert!(
+        card.head.title.starts_with("[FIRING:500]"),
+        "{}",
+        card.head.title
+    );
+    assert!(card.form.len() <= 20);
+    let more = card
+        .form
+        .iter()
+        .find(|r| r.label == "…")
+        .expect("a +N more row");
+    assert!(
+        more.value.starts_with('+') && more.value.ends_with(" more"),
+        "{}",
+        more.value
+    );
+    assert!(serde_json::to_string(card).unwrap().len() <= 4096);
+    assert!(card.form.iter().all(|r| r.value.chars().count() <= 256));
+    assert_valid_composite(&messages[0]);
+}
