@@ -2,7 +2,6 @@
 //! Alertmanager — and the generic one, on real payloads (`tests/fixtures/<sender>/README.md`
 //! names each one's source); and a real Alertmanager process delivering to a spawned gateway.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,71 +9,14 @@ use std::time::{Duration, Instant};
 use fxhook::card::SendBody;
 use fxhook::map::Mapped;
 use fxhook::route::Groups;
-use fxhook::source::{Source, load_file};
-use fxhook::verify::{ContentKind, Webhook, trust_offline};
+use fxhook::source::Source;
 use serde_json::{Value, json};
 
+use crate::cards::{assert_valid_composite, groups, load, map};
 use crate::helpers::{Options, mapping_with_secret_file, repo_file, spawn_app};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (the first four as in mapping.rs)
-
-fn groups(pairs: &[(&str, &[&str])]) -> Groups {
-    let map: BTreeMap<String, Vec<String>> = pairs
-        .iter()
-        .map(|(g, ids)| (g.to_string(), ids.iter().map(|s| s.to_string()).collect()))
-        .collect();
-    Groups::new(&map).unwrap()
-}
-
-fn load(path: &Path, groups: &Groups) -> Source {
-    let (source, diagnostics) = load_file(path, groups);
-    source.unwrap_or_else(|| panic!("{} does not load: {diagnostics:?}", path.display()))
-}
-
-fn map(source: &Source, groups: &Groups, headers: &[(&str, &str)], body: &[u8]) -> Mapped {
-    let mut map = actix_web::http::header::HeaderMap::new();
-    for (n, v) in headers {
-        map.insert(
-            actix_web::http::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            actix_web::http::header::HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    let webhook = Webhook {
-        headers: map,
-        body: body.to_vec().into(),
-        content: ContentKind::Json,
-        query: String::new(),
-        received_at: std::time::SystemTime::now(),
-    };
-    let payload = trust_offline(webhook).parse().expect("fixture is JSON");
-    source
-        .mapping
-        .map(&payload, groups, chrono_tz::Asia::Shanghai)
-}
-
-/// What the vendor requires of every send body.
-fn assert_valid_composite(body: &SendBody) {
-    let json = serde_json::to_value(body).unwrap();
-    let to = json["toUser"].as_array().unwrap();
-    assert!(!to.is_empty() && to.len() <= 500);
-    let unique: std::collections::HashSet<_> = to.iter().collect();
-    assert_eq!(unique.len(), to.len(), "toUser has repeats");
-    assert_eq!(json["msgType"], "composite");
-    let c = &json["composite"];
-    for field in [&c["head"]["title"], &c["link"]["title"], &c["link"]["url"]] {
-        assert!(
-            field.as_str().is_some_and(|s| !s.trim().is_empty()),
-            "empty required field in {json}"
-        );
-    }
-    for row in c["form"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        assert!(
-            row["label"].is_string() && row["value"].is_string(),
-            "row {row} is not text"
-        );
-    }
-}
 
 /// A card as the tests read it.
 #[derive(Debug)]

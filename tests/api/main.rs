@@ -5,6 +5,7 @@ mod admin;
 mod binary;
 mod catalogue_git;
 mod catalogue_ops;
+mod cards;
 mod contract;
 mod delivery;
 mod fake_fxiaoke;
