@@ -8,6 +8,7 @@ mod catalogue_ops;
 mod cards;
 mod contract;
 mod delivery;
+mod examples;
 mod fake_fxiaoke;
 mod fuzz;
 mod helpers;

@@ -71,12 +71,20 @@ pub fn serve(dir: &Path, env: &[(&str, &str)]) -> Running {
 pub fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("mappings")).unwrap();
-    for name in ["github.yaml", "alertmanager.yaml"] {
+    for name in ["github", "alertmanager"] {
+        let mappings = dir.path().join("mappings");
         std::fs::copy(
-            repo_file(&format!("mappings/{name}")),
-            dir.path().join("mappings").join(name),
+            repo_file(&format!("mappings/{name}.yaml")),
+            mappings.join(format!("{name}.yaml")),
         )
         .unwrap();
+        // The payloads of the file's examples travel with it.
+        let examples = mappings.join("examples").join(name);
+        std::fs::create_dir_all(&examples).unwrap();
+        for entry in std::fs::read_dir(repo_file(&format!("mappings/examples/{name}"))).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, examples.join(path.file_name().unwrap())).unwrap();
+        }
     }
     std::fs::write(
         dir.path().join("fxhook.yaml"),
