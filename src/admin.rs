@@ -293,16 +293,18 @@ async fn remap_event(
     })
     .await?;
     if !applied {
-        return Err(AdminError::Conflict(format!(
-            "event {id} has messages queued, in flight or delivered: re-mapping would send them twice"
-        )));
+        return Err(AdminError::Conflict(match document {
+            Err(reason) => format!("the mapping still fails ({reason}): nothing changed"),
+            Ok(_) => format!(
+                "event {id} has messages queued, in flight or delivered: re-mapping would send them twice"
+            ),
+        }));
     }
     state.queued.notify_one();
     tracing::info!(event_id = %id, "event re-mapped by an admin");
-    Ok(HttpResponse::Ok().json(match document {
-        Ok(doc) => json!({"status": "remapped", "id": id, "result": doc}),
-        Err(reason) => json!({"status": "failed", "id": id, "reason": reason}),
-    }))
+    // A failing mapping was refused above, so the document is the rendered result.
+    let result = document.unwrap_or_default();
+    Ok(HttpResponse::Ok().json(json!({"status": "remapped", "id": id, "result": result})))
 }
 
 async fn reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {

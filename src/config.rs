@@ -400,6 +400,44 @@ impl Settings {
         if self.delivery.retry_schedule.is_empty() {
             bail!("invalid configuration: delivery.retry_schedule must list at least one delay");
         }
+        // Some credentials but not all: a typo, not a wish for dry run (which would mark every
+        // card delivered without sending it).
+        if !self.fxiaoke.dry_run && !self.fxiaoke.has_credentials() {
+            let f = &self.fxiaoke;
+            let present = [
+                (
+                    "app_id",
+                    f.app_id.as_deref().is_some_and(|v| !v.trim().is_empty()),
+                ),
+                (
+                    "app_secret",
+                    f.app_secret.as_ref().is_some_and(|v| {
+                        !secrecy::ExposeSecret::expose_secret(v).trim().is_empty()
+                    }),
+                ),
+                (
+                    "permanent_code",
+                    f.permanent_code.as_ref().is_some_and(|v| {
+                        !secrecy::ExposeSecret::expose_secret(v).trim().is_empty()
+                    }),
+                ),
+                (
+                    "user_id",
+                    f.user_id.as_deref().is_some_and(|v| !v.trim().is_empty()),
+                ),
+            ];
+            if present.iter().any(|(_, set)| *set) {
+                let missing: Vec<&str> = present
+                    .iter()
+                    .filter(|(_, set)| !set)
+                    .map(|(k, _)| *k)
+                    .collect();
+                bail!(
+                    "invalid configuration: fxiaoke.{} missing (set all four credentials, or none for dry run, or fxiaoke.dry_run: true)",
+                    missing.join(", fxiaoke.")
+                );
+            }
+        }
         let base = self.fxiaoke.base_url.trim();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             bail!(

@@ -89,7 +89,17 @@ pub fn delivery_attempt(outcome: &str, took: Duration) {
 
 /// A non-zero vendor `errorCode` (`fxhook_vendor_errors_total`).
 pub fn vendor_error(code: i64) {
-    counter!("fxhook_vendor_errors_total", "code" => code.to_string()).increment(1);
+    // Only the codes of the vendor's table become label values; anything else is `other`.
+    const KNOWN: &[i64] = &[
+        -1, -2, 50009, 14001, 30004, 20016, 30002, 30003, 20021, 20022, 15003, 20014, 20020, 10015,
+        11016, 11017, 12003, 10006, 20017,
+    ];
+    let label = if KNOWN.contains(&code) {
+        code.to_string()
+    } else {
+        "other".to_string()
+    };
+    counter!("fxhook_vendor_errors_total", "code" => label).increment(1);
 }
 
 /// A token fetch, `ok` or `failed` (`fxhook_token_fetches_total`).

@@ -104,6 +104,8 @@ impl Application {
                 concurrency: d.concurrency,
                 keep_delivered: d.keep_delivered,
                 keep_dead: d.keep_dead,
+                // A claim lives for a token fetch and a send, each bounded by the request timeout.
+                stale_after: d.request_timeout * 3 + Duration::from_secs(60),
             },
         )?;
         let grace = d.request_timeout + Duration::from_secs(1);

@@ -76,7 +76,6 @@ impl Token {
 struct TokenState {
     current: Option<Arc<Token>>,
     calls: VecDeque<Instant>,
-    last_error: Option<String>,
 }
 
 /// What one HTTP call came back with, for the attempt record.
@@ -109,6 +108,8 @@ pub struct FxiaokeClient {
     base: String,
     creds: Credentials,
     token: tokio::sync::Mutex<TokenState>,
+    /// The last token fetch's error, readable while a fetch holds `token` (for `/readyz`).
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl FxiaokeClient {
@@ -134,12 +135,16 @@ impl FxiaokeClient {
             base: base_url.trim_end_matches('/').to_string(),
             creds,
             token: tokio::sync::Mutex::new(TokenState::default()),
+            last_error: std::sync::Mutex::new(None),
         })
     }
 
     /// The error of the last token fetch, if it failed (for `/readyz`).
-    pub async fn last_token_error(&self) -> Option<String> {
-        self.token.lock().await.last_error.clone()
+    pub fn last_token_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
     }
 
     /// A usable token: the cached one, or a new one. Holding the lock during the fetch makes
@@ -169,12 +174,11 @@ impl FxiaokeClient {
         state.calls.push_back(now);
         let result = self.fetch_token().await;
         crate::metrics::token_fetch(result.is_ok());
-        match &result {
-            Ok(t) => {
-                state.current = Some(Arc::clone(t));
-                state.last_error = None;
-            }
-            Err(f) => state.last_error = Some(f.reason.clone()),
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = result.as_ref().err().map(|f| f.reason.clone());
+        }
+        if let Ok(t) = &result {
+            state.current = Some(Arc::clone(t));
         }
         result
     }

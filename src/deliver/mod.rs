@@ -56,6 +56,8 @@ pub struct WorkerSettings {
     pub keep_delivered: Duration,
     /// Retention of dead and failed events.
     pub keep_dead: Duration,
+    /// A claim older than this was lost (store error, dead task): the message is queued again.
+    pub stale_after: Duration,
 }
 
 /// The delivery worker (cheap to clone: its clones share the store, pacer and client).
@@ -73,6 +75,8 @@ struct Sent {
     records: Vec<AttemptRecord>,
     verdict: Verdict,
     error: Option<String>,
+    /// False when no send was made (no token): the attempt does not use up the schedule.
+    counts: bool,
 }
 
 impl Worker {
@@ -132,6 +136,12 @@ impl Worker {
     /// A database error; the message (if taken) stays in flight and is queued again at the
     /// next start.
     pub async fn try_execute_task(&self) -> anyhow::Result<Step> {
+        if let Mode::Live(_) = self.mode {
+            // Wait for a send slot before claiming, so that a pause (rate limit, daily quota)
+            // leaves messages queued rather than holding them in flight.
+            let slot = self.pacer.lock().await.next_slot(Instant::now());
+            tokio::time::sleep_until(slot.into()).await;
+        }
         let Some(msg) = self
             .with_conn(|c| store::claim_next(c, SystemTime::now()))
             .await?
@@ -160,6 +170,7 @@ impl Worker {
                     }],
                     verdict: Verdict::Delivered,
                     error: None,
+                    counts: true,
                 }
             }
             Mode::Live(client) => self.send_live(client, &msg).await,
@@ -168,27 +179,49 @@ impl Worker {
         let id = msg.id;
         let records = sent.records;
         let state = transition.state.to_string();
+        let next = transition.next_attempt_at;
+        let error = transition.last_error.clone();
+        let counts = transition.counts;
+        // The send happened: recording it must not be lost to a brief store error. Retry with
+        // backoff; if the store stays unavailable the claim goes stale and is queued again.
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1.. {
+            let (records, state, error) = (records.clone(), state.clone(), error.clone());
+            let done = self
+                .with_conn(move |c| {
+                    store::finish_attempt(
+                        c,
+                        id,
+                        started,
+                        &records,
+                        &Transition {
+                            state: &state,
+                            next_attempt_at: next,
+                            last_error: error,
+                            counts,
+                        },
+                    )
+                })
+                .await;
+            match done {
+                Ok(()) => break,
+                Err(e) if attempt < 6 => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        attempt,
+                        "cannot record the attempt yet; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         match transition.state {
             "delivered" => crate::metrics::message("delivered"),
             "dead" => crate::metrics::message("dead"),
             _ => {}
         }
-        let next = transition.next_attempt_at;
-        let error = transition.last_error.clone();
-        self.with_conn(move |c| {
-            store::finish_attempt(
-                c,
-                id,
-                started,
-                &records,
-                &Transition {
-                    state: &state,
-                    next_attempt_at: next,
-                    last_error: error,
-                },
-            )
-        })
-        .await?;
         Ok(Step::Handled)
     }
 
@@ -213,11 +246,28 @@ impl Worker {
                     if let Some(report) = &failure.report {
                         records.push(record("token-failed", report));
                     }
-                    tracing::error!(message_id = msg.id, reason = %failure.reason, "no access token");
+                    let (third, trace) =
+                        failure
+                            .report
+                            .as_ref()
+                            .map_or(("-".to_string(), "-".to_string()), |r| {
+                                (
+                                    r.third_trace_id.clone(),
+                                    r.trace_id.clone().unwrap_or_else(|| "-".into()),
+                                )
+                            });
+                    tracing::error!(message_id = msg.id, reason = %failure.reason, third_trace_id = %third, trace_id = %trace, "no access token");
+                    // No send was made: hold every send for a window instead of cycling the
+                    // whole queue through failed token fetches, and keep the schedule intact.
+                    self.pacer
+                        .lock()
+                        .await
+                        .pause_until(Instant::now() + self.settings.rate_window);
                     return Sent {
                         records,
                         verdict: Verdict::RetryLater,
                         error: Some(failure.reason),
+                        counts: false,
                     };
                 }
             };
@@ -260,6 +310,7 @@ impl Worker {
                 records,
                 verdict,
                 error,
+                counts: true,
             };
         }
     }
@@ -269,10 +320,11 @@ impl Worker {
         let now = SystemTime::now();
         let created = UNIX_EPOCH + Duration::from_millis(msg.created_at.max(0) as u64);
         let jitter = rand_unit();
+        let attempt = msg.attempts as usize + usize::from(sent.counts);
         let next = next_step(
             &self.settings.retry,
             sent.verdict,
-            msg.attempts as usize + 1,
+            attempt.max(1),
             created,
             now,
             jitter,
@@ -298,11 +350,13 @@ impl Worker {
                 state: "delivered",
                 next_attempt_at: None,
                 last_error: None,
+                counts: sent.counts,
             },
             Next::RetryAt(at) => Transition {
                 state: "queued",
                 next_attempt_at: Some(at),
                 last_error: sent.error.clone(),
+                counts: sent.counts,
             },
             Next::Dead(why) => {
                 let error = match &sent.error {
@@ -314,8 +368,24 @@ impl Worker {
                     state: "dead",
                     next_attempt_at: None,
                     last_error: Some(error),
+                    counts: sent.counts,
                 }
             }
+        }
+    }
+    /// Queues again the claims that went stale (see [`WorkerSettings::stale_after`]).
+    async fn reap(&self) {
+        let cutoff = SystemTime::now() - self.settings.stale_after;
+        match self
+            .with_conn(move |c| store::requeue_stale(c, cutoff))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                messages = n,
+                "messages whose claim went stale are queued again"
+            ),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot requeue stale claims"),
         }
     }
 
@@ -334,10 +404,15 @@ impl Worker {
 
     async fn run_loop(self, mut stop: tokio::sync::watch::Receiver<bool>, prunes: bool) {
         let mut last_prune: Option<Instant> = None;
+        let mut last_reap = Instant::now();
         while !*stop.borrow() {
             if prunes && last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
                 last_prune = Some(Instant::now());
                 self.prune().await;
+            }
+            if prunes && last_reap.elapsed() > Duration::from_secs(60) {
+                last_reap = Instant::now();
+                self.reap().await;
             }
             let wait = match self.try_execute_task().await {
                 Ok(Step::Handled) => continue,

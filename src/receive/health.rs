@@ -57,7 +57,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store_ok = store_ok(&state).await;
     let delivery = match &state.delivery {
         None => json!({"mode": "dry-run"}),
-        Some(client) => match client.last_token_error().await {
+        Some(client) => match client.last_token_error() {
             None => json!({"mode": "live", "token": "ok"}),
             Some(error) => json!({"mode": "live", "token": "failed", "error": error}),
         },

@@ -39,8 +39,14 @@ pub async fn request_context(
         .map(|s| s.trusted_proxies.clone())
         .unwrap_or_default();
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let forwarded = header("x-forwarded-for")
-        .map(str::to_string)
+    // A proxy may append its own header line instead of extending the first: join them all.
+    let xff: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!xff.is_empty())
+        .then(|| xff.join(", "))
         .or_else(|| header("forwarded").map(super::client::forwarded_for));
     let client = client_ip(
         req.peer_addr().map(|a| a.ip()),

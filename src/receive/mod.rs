@@ -147,16 +147,6 @@ async fn receive(
     if let Readiness::Inactive(reason) = source.verifier.readiness(name) {
         return Err(ReceiveError::Inactive(reason));
     }
-    if let Some(limiter) = &source.limiter
-        && let Err(not_until) = limiter.check()
-    {
-        use governor::clock::Clock;
-        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-        return Err(ReceiveError::RateLimited {
-            name: name.to_string(),
-            retry_after: wait.as_secs().max(1),
-        });
-    }
     let content = content_kind(req.headers())?;
     let body = read_body(req.headers(), payload, state.max_body_bytes).await?;
     let webhook = Webhook {
@@ -170,6 +160,17 @@ async fn receive(
         tracing::warn!(source = %name, reason = %e, "verification failed");
         ReceiveError::Unauthorized(e)
     })?;
+    // Only verified requests spend the source's budget: forgeries cannot lock a sender out.
+    if let Some(limiter) = &source.limiter
+        && let Err(not_until) = limiter.check()
+    {
+        use governor::clock::Clock;
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        return Err(ReceiveError::RateLimited {
+            name: name.to_string(),
+            retry_after: wait.as_secs().max(1),
+        });
+    }
     let payload = verified
         .parse()
         .map_err(|e| ReceiveError::Malformed(e.to_string()))?;

@@ -266,6 +266,10 @@ pub fn apply_remap(
     if busy > 0 {
         return Ok(false);
     }
+    if matches!(outcome, EventOutcome::Failed { .. }) {
+        // Never trade a replayable dead card for a failure: keep everything as it is.
+        return Ok(false);
+    }
     let next_seq: i64 = tx.query_row(
         "SELECT COALESCE(MAX(seq) + 1, 0) FROM messages WHERE event_id = ?1",
         params![id],

@@ -99,6 +99,19 @@ pub fn requeue_in_flight(conn: &Connection, now: SystemTime) -> anyhow::Result<u
     Ok(n)
 }
 
+/// Puts back messages claimed before `cutoff` and never finished (a store error after the
+/// send, or a worker task that died): returns how many.
+///
+/// # Errors
+/// A database error.
+pub fn requeue_stale(conn: &Connection, cutoff: SystemTime) -> anyhow::Result<usize> {
+    let n = conn.execute(
+        "UPDATE messages SET state = 'queued', updated_at = ?2 WHERE state = 'in-flight' AND updated_at < ?1",
+        params![unix_ms(cutoff), unix_ms(SystemTime::now())],
+    )?;
+    Ok(n)
+}
+
 /// Takes the next due queued message and marks it in-flight.
 ///
 /// # Errors
@@ -152,6 +165,8 @@ pub struct Transition<'a> {
     pub next_attempt_at: Option<SystemTime>,
     /// The error shown to admins, if any.
     pub last_error: Option<String>,
+    /// Whether this attempt counts towards the retry schedule (a send was made).
+    pub counts: bool,
 }
 
 /// Records the calls of one attempt and moves the message on, in one transaction.
@@ -188,7 +203,7 @@ pub fn finish_attempt(
         }
     }
     tx.execute(
-        "UPDATE messages SET state = ?2, attempts = attempts + 1, updated_at = ?3,
+        "UPDATE messages SET state = ?2, attempts = attempts + ?6, updated_at = ?3,
                 next_attempt_at = COALESCE(?4, next_attempt_at), last_error = ?5
          WHERE id = ?1",
         params![
@@ -196,7 +211,8 @@ pub fn finish_attempt(
             to.state,
             now,
             to.next_attempt_at.map(unix_ms),
-            to.last_error
+            to.last_error,
+            i64::from(to.counts)
         ],
     )?;
     tx.commit()?;
@@ -218,17 +234,28 @@ pub fn prune(
     let now = unix_ms(now);
     let delivered_cutoff = now - keep_delivered.as_millis() as i64;
     let dead_cutoff = now - keep_dead.as_millis() as i64;
-    let n = conn.execute(
-        "DELETE FROM events
-         WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
-                           AND m.state IN ('queued', 'in-flight'))
-           AND ((received_at < ?1 AND state = 'mapped'
-                 AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
-                                 AND m.state IN ('dead', 'failed')))
-                OR received_at < ?2)",
-        params![delivered_cutoff, dead_cutoff],
-    )?;
-    Ok(n)
+    // In batches of 500, each its own short transaction (autocommit), so the ingest writer never
+    // waits long for the lock even when a large backlog ages out at once.
+    let mut total = 0;
+    loop {
+        let n = conn.execute(
+            "DELETE FROM events WHERE id IN (
+                SELECT id FROM events
+                WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                                  AND m.state IN ('queued', 'in-flight'))
+                  AND ((received_at < ?1 AND state = 'mapped'
+                        AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                                        AND m.state IN ('dead', 'failed')))
+                       OR received_at < ?2)
+                LIMIT 500)",
+            params![delivered_cutoff, dead_cutoff],
+        )?;
+        total += n;
+        if n < 500 {
+            return Ok(total);
+        }
+        std::thread::yield_now();
+    }
 }
 
 /// Message counts by state.
@@ -321,5 +348,35 @@ mod tests {
             )
             .unwrap();
         assert_eq!(orphans, 0, "messages go with their event");
+    }
+
+    #[test]
+    fn a_claim_older_than_the_cutoff_is_queued_again_and_a_fresh_one_is_not() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("fx.db")).unwrap();
+        conn.execute(
+            "INSERT INTO events (id, source, received_at, headers, payload, state) VALUES ('e', 's', 0, '{}', x'7b7d', 'mapped')",
+            [],
+        )
+        .unwrap();
+        for (seq, updated) in [(0, 1_000), (1, 9_000_000_000_000i64)] {
+            conn.execute(
+                "INSERT INTO messages (event_id, seq, body, state, next_attempt_at, created_at, updated_at)
+                 VALUES ('e', ?1, '{}', 'in-flight', 0, 0, ?2)",
+                params![seq, updated],
+            )
+            .unwrap();
+        }
+        let cutoff = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(requeue_stale(&conn, cutoff).unwrap(), 1);
+        let states: Vec<String> = conn
+            .prepare("SELECT state FROM messages ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(states, ["queued", "in-flight"]);
     }
 }

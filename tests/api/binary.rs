@@ -130,6 +130,19 @@ fn a_bad_configuration_value_stops_start_up_with_a_message_naming_the_key() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mappings.timezone"));
 
+    // Three credentials of four is a typo, not a wish for a dry run that sends nothing.
+    std::fs::write(dir.path().join("fxhook.yaml"), "groups:\n  default: ['1000']\n").unwrap();
+    let out = fxhook()
+        .arg("check")
+        .current_dir(dir.path())
+        .env("FXHOOK__FXIAOKE__APP_ID", "a")
+        .env("FXHOOK__FXIAOKE__APP_SECRET", "s")
+        .env("FXHOOK__FXIAOKE__PERMANENT_CODE", "p")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fxiaoke.user_id missing"));
+
     std::fs::write(dir.path().join("fxhook.yaml"), "servr:\n  listen: 1\n").unwrap();
     let out = fxhook()
         .arg("check")

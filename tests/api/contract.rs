@@ -356,6 +356,33 @@ async fn a_source_over_its_own_rate_limit_is_answered_429_with_retry_after() {
 }
 
 #[actix_rt::test]
+async fn forged_requests_do_not_spend_a_sources_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = format!("rate_limit: {{ requests: 1, per: 1m }}\n{ACCEPT_ALL}");
+    let yaml = mapping_with_secret_file(dir.path(), "github", "github", SECRET, &rules);
+    let app = spawn_app(Options {
+        mappings: vec![("github".into(), yaml)],
+        tweak: None,
+        dir: Some(dir),
+    })
+    .await;
+    let body = br#"{"action":"opened"}"#;
+    for _ in 0..3 {
+        let forged = [("X-Hub-Signature-256", format!("sha256={}", "0".repeat(64)))];
+        assert_eq!(
+            app.post_hook("github", &body[..], &forged).await.status(),
+            401
+        );
+    }
+    assert_eq!(
+        app.post_hook("github", &body[..], &signed(body, "issues", "real"))
+            .await
+            .status(),
+        202
+    );
+}
+
+#[actix_rt::test]
 async fn a_request_with_too_many_headers_is_refused_before_any_work_and_the_server_goes_on() {
     let app = github_app(None).await;
     let mut req = app

@@ -355,6 +355,37 @@ async fn a_wrong_app_secret_keeps_messages_queued_and_readyz_says_why() {
             .contains("10006")
     );
     assert_eq!(live.fake.sends().len(), 0);
+    assert_eq!(
+        live.app.count("SELECT MAX(attempts) FROM messages"),
+        0,
+        "no send was made: the retry schedule is not used up"
+    );
+}
+
+#[actix_rt::test]
+async fn readyz_answers_at_once_while_a_token_fetch_hangs() {
+    // A vendor that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", silent.local_addr().unwrap());
+    let live = live(1, move |s| {
+        s.fxiaoke.base_url = base;
+        s.delivery.request_timeout = Duration::from_secs(10);
+    })
+    .await;
+    assert_eq!(live.post(1).await.status(), 202);
+    actix_rt::time::sleep(Duration::from_millis(300)).await; // the worker is now inside the token call
+    let started = std::time::Instant::now();
+    let res = live
+        .app
+        .client
+        .get(format!("{}/readyz", live.app.address))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .expect("readyz answers while the token call hangs");
+    assert_eq!(res.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(silent);
 }
 
 #[actix_rt::test]

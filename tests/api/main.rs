@@ -3,9 +3,9 @@
 
 mod admin;
 mod binary;
+mod cards;
 mod catalogue_git;
 mod catalogue_ops;
-mod cards;
 mod contract;
 mod delivery;
 mod examples;
