@@ -365,21 +365,22 @@ fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<
     let received = unix_ms(ev.received_at);
     if let Some(delivery_id) = &ev.delivery_id {
         let seen: Option<(String, i64)> = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT event_id, seen_at FROM dedup WHERE source = ?1 AND delivery_id = ?2",
-                params![ev.source, delivery_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row(params![ev.source, delivery_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         if let Some((first, seen_at)) = seen
             && received - seen_at < window.as_millis() as i64
         {
             return Ok(Committed::Duplicate(first));
         }
-        conn.execute(
+        conn.prepare_cached(
             "INSERT OR REPLACE INTO dedup (source, delivery_id, event_id, seen_at) VALUES (?1, ?2, ?3, ?4)",
-            params![ev.source, delivery_id, ev.id, received],
-        )?;
+        )?
+        .execute(params![ev.source, delivery_id, ev.id, received])?;
     }
     let (state, rule, error, messages) = match &ev.outcome {
         EventOutcome::Mapped { rule, messages } => {
@@ -389,10 +390,11 @@ fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<
             ("failed", rule.as_deref(), Some(reason.as_str()), &[][..])
         }
     };
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload, state, rule, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+    )?
+    .execute(params![
             ev.id,
             ev.source,
             ev.event_type,

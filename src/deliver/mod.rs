@@ -136,6 +136,22 @@ impl Worker {
     /// A database error; the message (if taken) stays in flight and is queued again at the
     /// next start.
     pub async fn try_execute_task(&self) -> anyhow::Result<Step> {
+        if let Mode::DryRun = self.mode {
+            let n = self
+                .with_conn(|c| {
+                    store::deliver_dry_run(c, SystemTime::now(), 64, |m| {
+                        tracing::info!(
+                            message_id = m.id,
+                            event_id = %m.event_id,
+                            body = %m.body,
+                            "dry run: this body would be POSTed to /cgi/message/send"
+                        );
+                    })
+                })
+                .await?;
+            (0..n).for_each(|_| crate::metrics::message("delivered"));
+            return Ok(if n == 0 { Step::Idle } else { Step::Handled });
+        }
         if let Mode::Live(_) = self.mode {
             // Wait for a send slot before claiming, so that a pause (rate limit, daily quota)
             // leaves messages queued rather than holding them in flight.
@@ -155,26 +171,11 @@ impl Worker {
     /// Sends one claimed message and records the outcome.
     async fn handle(&self, msg: Claimed) -> anyhow::Result<Step> {
         let started = SystemTime::now();
-        let sent = match &self.mode {
-            Mode::DryRun => {
-                tracing::info!(
-                    message_id = msg.id,
-                    event_id = %msg.event_id,
-                    body = %msg.body,
-                    "dry run: this body would be POSTed to /cgi/message/send"
-                );
-                Sent {
-                    records: vec![AttemptRecord {
-                        outcome: "dry-run".into(),
-                        ..AttemptRecord::default()
-                    }],
-                    verdict: Verdict::Delivered,
-                    error: None,
-                    counts: true,
-                }
-            }
-            Mode::Live(client) => self.send_live(client, &msg).await,
+        // Dry run never claims one message at a time (see `try_execute_task`).
+        let Mode::Live(client) = &self.mode else {
+            anyhow::bail!("a dry-run worker does not send");
         };
+        let sent = self.send_live(client, &msg).await;
         let transition = self.decide(&msg, &sent).await;
         let id = msg.id;
         let records = sent.records;

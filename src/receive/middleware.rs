@@ -63,6 +63,8 @@ pub async fn request_context(
         source = tracing::field::Empty,
         delivery_id = tracing::field::Empty,
         event_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        reason = tracing::field::Empty,
     );
     let method = req.method().to_string();
     let path = req.path().to_string();
@@ -78,7 +80,14 @@ pub async fn request_context(
     crate::metrics::http_request(&route, status, took);
     let latency_ms = took.as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        tracing::info!(%method, %path, status, latency_ms = format!("{latency_ms:.2}"), "request completed");
+        let latency_ms = format!("{latency_ms:.2}");
+        // Refusals (failed verifications above all) stand out at warn level, with the client IP
+        // and the reason in the span.
+        if (400..600).contains(&status) && status != 404 {
+            tracing::warn!(%method, %path, status, latency_ms, "request completed");
+        } else {
+            tracing::info!(%method, %path, status, latency_ms, "request completed");
+        }
     });
     Ok(res)
 }

@@ -128,7 +128,13 @@ async fn receive_hook(
     };
     match &result {
         Ok((_, outcome)) => metrics::webhook(label, *outcome),
-        Err(e) => metrics::webhook(label, Outcome::Rejected(e.reason())),
+        Err(e) => {
+            metrics::webhook(label, Outcome::Rejected(e.reason()));
+            // One line per request: the access-log line carries the refusal (at warn level).
+            let span = tracing::Span::current();
+            span.record("outcome", tracing::field::display(e.reason()));
+            span.record("reason", tracing::field::display(e));
+        }
     }
     result.map(|(response, _)| response)
 }
@@ -144,6 +150,7 @@ async fn receive(
         .get(name)
         .cloned()
         .ok_or_else(|| ReceiveError::UnknownSource(name.to_string()))?;
+    tracing::Span::current().record("source", tracing::field::display(name));
     if let Readiness::Inactive(reason) = source.verifier.readiness(name) {
         return Err(ReceiveError::Inactive(reason));
     }
@@ -156,10 +163,10 @@ async fn receive(
         query: req.query_string().to_string(),
         received_at: SystemTime::now(),
     };
-    let verified = source.verifier.verify(webhook).map_err(|e| {
-        tracing::warn!(source = %name, reason = %e, "verification failed");
-        ReceiveError::Unauthorized(e)
-    })?;
+    let verified = source
+        .verifier
+        .verify(webhook)
+        .map_err(ReceiveError::Unauthorized)?;
     // Only verified requests spend the source's budget: forgeries cannot lock a sender out.
     if let Some(limiter) = &source.limiter
         && let Err(not_until) = limiter.check()
@@ -179,7 +186,9 @@ async fn receive(
         .map(&payload, &state.catalog.groups, state.tz);
     let outcome = match EventOutcome::from_mapped(mapped) {
         Err(reason) => {
-            tracing::info!(source = %name, %reason, "event ignored");
+            let span = tracing::Span::current();
+            span.record("outcome", tracing::field::display("ignored"));
+            span.record("reason", tracing::field::display(reason.as_str()));
             let body = json!({"status": "ignored", "reason": reason});
             return Ok((HttpResponse::Ok().json(body), Outcome::Ignored));
         }
@@ -200,20 +209,19 @@ async fn receive(
     };
     let event = new_event(&source, &payload, state.tz, outcome);
     let span = tracing::Span::current();
-    span.record("source", name);
     if let Some(d) = &event.delivery_id {
-        span.record("delivery_id", d.as_str());
+        span.record("delivery_id", tracing::field::display(d.as_str()));
     }
-    span.record("event_id", event.id.as_str());
+    span.record("event_id", tracing::field::display(event.id.as_str()));
     match state.enqueuer.commit(event).await? {
         Committed::Accepted(id) => {
-            tracing::info!(source = %name, event_id = %id, "event accepted");
+            tracing::Span::current().record("outcome", tracing::field::display("accepted"));
             (0..failed_messages).for_each(|_| metrics::message("failed"));
             let body = json!({"status": "accepted", "id": id});
             Ok((HttpResponse::Accepted().json(body), Outcome::Accepted))
         }
         Committed::Duplicate(id) => {
-            tracing::info!(source = %name, event_id = %id, "duplicate delivery");
+            tracing::Span::current().record("outcome", tracing::field::display("duplicate"));
             let body = json!({"status": "duplicate", "id": id});
             Ok((HttpResponse::Ok().json(body), Outcome::Duplicate))
         }

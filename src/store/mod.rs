@@ -112,6 +112,53 @@ pub fn requeue_stale(conn: &Connection, cutoff: SystemTime) -> anyhow::Result<us
     Ok(n)
 }
 
+/// Dry run: takes up to `limit` due messages, hands each to `log`, and marks them delivered with
+/// a `dry-run` attempt — all in one transaction, so a burst costs one commit, not two per message
+/// (which would contend with the ingest writer for the write lock).
+///
+/// # Errors
+/// A database error.
+pub fn deliver_dry_run(
+    conn: &mut Connection,
+    now: SystemTime,
+    limit: usize,
+    mut log: impl FnMut(&Claimed),
+) -> anyhow::Result<usize> {
+    let now = unix_ms(now);
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let due: Vec<Claimed> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, event_id, body, attempts, created_at FROM messages
+             WHERE state = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        )?;
+        stmt.query_map(params![now, limit as i64], |r| {
+            Ok(Claimed {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                body: r.get(2)?,
+                attempts: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?
+    };
+    {
+        let mut done = tx.prepare_cached(
+            "UPDATE messages SET state = 'delivered', attempts = attempts + 1, updated_at = ?2, last_error = NULL WHERE id = ?1",
+        )?;
+        let mut attempt = tx.prepare_cached(
+            "INSERT INTO attempts (message_id, started_at, finished_at, outcome) VALUES (?1, ?2, ?2, 'dry-run')",
+        )?;
+        for m in &due {
+            log(m);
+            done.execute(params![m.id, now])?;
+            attempt.execute(params![m.id, now])?;
+        }
+    }
+    tx.commit()?;
+    Ok(due.len())
+}
+
 /// Takes the next due queued message and marks it in-flight.
 ///
 /// # Errors

@@ -131,7 +131,11 @@ fn a_bad_configuration_value_stops_start_up_with_a_message_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("mappings.timezone"));
 
     // Three credentials of four is a typo, not a wish for a dry run that sends nothing.
-    std::fs::write(dir.path().join("fxhook.yaml"), "groups:\n  default: ['1000']\n").unwrap();
+    std::fs::write(
+        dir.path().join("fxhook.yaml"),
+        "groups:\n  default: ['1000']\n",
+    )
+    .unwrap();
     let out = fxhook()
         .arg("check")
         .current_dir(dir.path())
