@@ -37,7 +37,13 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
     }
     let mut conn =
         Connection::open(path).with_context(|| format!("cannot open store {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Wait for the write lock in 1 ms steps (up to 10 s), not SQLite's default backoff that
+    // sleeps up to 100 ms a try: the writer and the worker hand the lock back and forth under
+    // load, and the default sleeps showed up as p99 latency of the 202s.
+    conn.busy_handler(Some(|tries: i32| {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        tries < 10_000
+    }))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .context("cannot switch the store to WAL")?;
