@@ -23,4 +23,7 @@ if [ ! -f tests/npm/node_modules/@octokit/webhooks-examples/api.github.com/index
   (cd tests/npm && npm install --no-audit --no-fund --silent)
 fi
 
-cargo test --all-targets "$@"
+# The benches run once each in test mode (they must not rot), then every test; the test
+# summary is the last thing printed.
+cargo test --benches
+cargo test --lib --bins --tests "$@"
