@@ -31,6 +31,8 @@ pub struct Application {
     grace: Duration,
     /// Keeps the mappings watcher alive while the server runs.
     _watcher: Option<reload::Watcher>,
+    /// This process's hold on the store, released when the application ends.
+    _store_lock: store::StoreLock,
     writer: JoinHandle<()>,
 }
 
@@ -55,6 +57,21 @@ impl Application {
         };
         reload::reload_on_sighup(Arc::clone(&catalog));
 
+        // Wait a little for a process (or an application of this one) that is stopping.
+        let mut store_lock = None;
+        for _ in 0..300 {
+            store_lock = store::try_lock(&settings.store.path)?;
+            if store_lock.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let store_lock = store_lock.with_context(|| {
+            format!(
+                "another fxhook process serves the store {} (it holds its .lock file)",
+                settings.store.path.display()
+            )
+        })?;
         let writer_conn = store::open(&settings.store.path)?;
         let worker_conn = store::open(&settings.store.path)?;
         let queued = Arc::new(Notify::new());
@@ -183,6 +200,7 @@ impl Application {
             worker,
             grace,
             _watcher: watcher,
+            _store_lock: store_lock,
             writer,
         })
     }

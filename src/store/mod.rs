@@ -25,6 +25,37 @@ pub fn unix_ms(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// Holds the store for one process: a second `fxhook serve` on the same file would requeue the
+/// first one's sends and double the send rate. Released when dropped.
+#[derive(Debug)]
+pub struct StoreLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes `<store>.lock` if it is free: `Ok(None)` while another process (or an application
+/// of this process that is stopping) holds it.
+///
+/// # Errors
+/// The lock file cannot be created or locked.
+pub fn try_lock(path: &Path) -> anyhow::Result<Option<StoreLock>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create store directory {}", dir.display()))?;
+    }
+    let lock_path = path.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(StoreLock(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", lock_path.display()))
+        }
+    }
+}
+
 /// Opens (creating when needed) the database at `path` in WAL mode with `synchronous=FULL`,
 /// and migrates it forward.
 ///
@@ -58,7 +89,10 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
 }
 
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // Read the version inside the write transaction: two processes starting on a new file
+    // must not both run the migrations.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let target = schema_version();
     anyhow::ensure!(
         current <= target,
@@ -67,7 +101,6 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     if current == target {
         return Ok(());
     }
-    let tx = conn.transaction()?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         tx.execute_batch(sql)
             .with_context(|| format!("migration {} failed", i + 1))?;
@@ -431,5 +464,15 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(states, ["queued", "in-flight"]);
+    }
+
+    #[test]
+    fn a_second_process_cannot_take_a_store_in_use_and_can_once_it_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fx.db");
+        let first = try_lock(&path).unwrap().expect("a free store");
+        assert!(try_lock(&path).unwrap().is_none(), "held by the first");
+        drop(first);
+        assert!(try_lock(&path).unwrap().is_some());
     }
 }
