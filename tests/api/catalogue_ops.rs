@@ -645,7 +645,7 @@ fn a_circleci_workflow_shows_branch_pipeline_and_commit_and_links_to_the_workflo
         &fixture("circleci/workflow-completed.github.json"),
     );
     assert_eq!(card.rule, "workflow-completed");
-    assert_eq!(card.title, "webhook-service: build-test-deploy success");
+    assert_eq!(card.title, "webhook-service: build-test-deploy passed");
     assert_eq!(card.first.as_deref(), Some("Description of change"));
     assert_eq!(
         card.rows,
