@@ -10,7 +10,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use rusqlite::Connection;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -87,16 +87,7 @@ impl ResponseError for AdminError {
 
 fn authorize<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a Admin, AdminError> {
     let admin = state.admin.as_ref().ok_or(AdminError::Off)?;
-    let presented = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(AdminError::Unauthorized)?;
-    if verify::constant_time_eq(
-        presented.trim().as_bytes(),
-        admin.token.expose_secret().as_bytes(),
-    ) {
+    if verify::bearer_matches(req.headers(), &admin.token) {
         Ok(admin)
     } else {
         Err(AdminError::Unauthorized)

@@ -107,14 +107,6 @@ impl Worker {
         })
     }
 
-    /// The live client, when there is one.
-    pub fn client(&self) -> Option<Arc<FxiaokeClient>> {
-        match &self.mode {
-            Mode::Live(c) => Some(Arc::clone(c)),
-            Mode::DryRun => None,
-        }
-    }
-
     async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,

@@ -4,7 +4,6 @@
 use std::time::{Duration, SystemTime};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::AppState;
@@ -77,20 +76,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text; the queue gauges are read from the store now.
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(token) = &state.metrics_token {
-        let presented = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !crate::verify::constant_time_eq(
-            presented.trim().as_bytes(),
-            token.expose_secret().as_bytes(),
-        ) {
-            return HttpResponse::Unauthorized()
-                .json(json!({"error": "missing or wrong bearer token"}));
-        }
+    if let Some(token) = &state.metrics_token
+        && !crate::verify::bearer_matches(req.headers(), token)
+    {
+        return HttpResponse::Unauthorized()
+            .json(json!({"error": "missing or wrong bearer token"}));
     }
     let reader = std::sync::Arc::clone(&state.reader);
     let queue = web::block(move || -> anyhow::Result<(i64, i64, Option<i64>)> {

@@ -344,18 +344,6 @@ pub fn prune(
     }
 }
 
-/// Message counts by state.
-///
-/// # Errors
-/// A database error.
-pub fn count_messages_by_state(conn: &Connection) -> anyhow::Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM messages GROUP BY state")?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

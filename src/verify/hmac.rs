@@ -124,6 +124,44 @@ pub fn mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     }
 }
 
+/// How a secret becomes an HMAC key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// The secret's text, as UTF-8 bytes.
+    Text,
+    /// Standard Webhooks: the base64 after `whsec_`.
+    Whsec,
+}
+
+/// `Ok` when the MAC over `parts` keyed by some secret (as `key` says) equals one of the
+/// candidate signatures, each compared in constant time.
+///
+/// # Errors
+/// [`VerifyError::Mismatch`] otherwise.
+pub fn mac_matches(
+    algorithm: Algorithm,
+    secrets: &[Secret],
+    key: Key,
+    parts: &[&[u8]],
+    candidates: &[Vec<u8>],
+) -> Result<(), VerifyError> {
+    secrets
+        .iter()
+        .any(|s| {
+            let expected = match key {
+                Key::Text => mac(algorithm, s.expose().as_bytes(), parts),
+                Key::Whsec => mac(
+                    algorithm,
+                    &super::standard_webhooks::key_bytes(s.expose()),
+                    parts,
+                ),
+            };
+            candidates.iter().any(|c| same_mac(&expected, c))
+        })
+        .then_some(())
+        .ok_or(VerifyError::Mismatch)
+}
+
 /// Constant-time equality of two MACs.
 pub fn same_mac(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
@@ -211,13 +249,7 @@ impl Scheme for HmacScheme {
                 Part::Body => body,
             })
             .collect();
-        let matched = secrets.iter().any(|secret| {
-            let expected = mac(self.algorithm, secret.expose().as_bytes(), &parts);
-            candidates.iter().any(|c| same_mac(&expected, c))
-        });
-        if !matched {
-            return Err(VerifyError::Mismatch);
-        }
+        mac_matches(self.algorithm, secrets, Key::Text, &parts, &candidates)?;
         if let (Some(ts), Some(name)) = (timestamp, &self.timestamp_header) {
             check_timestamp(ts, now, self.tolerance, name)?;
         }

@@ -235,6 +235,34 @@ pub fn trust_offline(webhook: Webhook) -> Verified<Webhook> {
     Verified(webhook)
 }
 
+/// `Ok` when `presented` equals one of the secrets, compared in constant time.
+///
+/// # Errors
+/// [`VerifyError::Mismatch`] otherwise.
+pub fn token_matches(presented: &[u8], secrets: &[Secret]) -> Result<(), VerifyError> {
+    secrets
+        .iter()
+        .any(|s| constant_time_eq(presented, s.expose().as_bytes()))
+        .then_some(())
+        .ok_or(VerifyError::Mismatch)
+}
+
+/// True when the headers carry `Authorization: Bearer <token>` (constant-time compare); for
+/// the admin API and `/metrics`.
+pub fn bearer_matches(headers: &HeaderMap, token: &secrecy::SecretString) -> bool {
+    use secrecy::ExposeSecret;
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|presented| {
+            constant_time_eq(
+                presented.trim().as_bytes(),
+                token.expose_secret().as_bytes(),
+            )
+        })
+}
+
 /// Compares two byte strings in constant time (for tokens of any length: both sides are
 /// hashed first, so not even the length leaks).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::hmac::{HmacScheme, check_timestamp, mac, same_mac};
+use super::hmac::{HmacScheme, Key, check_timestamp, mac_matches};
 use super::spec::Algorithm;
-use super::{Scheme, Secret, VerifyError, Webhook, constant_time_eq};
+use super::{Scheme, Secret, VerifyError, Webhook, token_matches};
 
 /// Stripe: `Stripe-Signature: t=<ts>,v1=<hex>[,v1=…]`, HMAC-SHA256 of `{t}.{body}` keyed by the
 /// whole `whsec_…` text (not base64-decoded).
@@ -42,13 +42,8 @@ impl Scheme for Stripe {
             return Err(VerifyError::Malformed("Stripe-Signature".into()));
         }
         let parts: [&[u8]; 3] = [timestamp.as_bytes(), b".", &webhook.body];
-        let matched = secrets.iter().any(|s| {
-            let expected = mac(Algorithm::Sha256, s.expose().as_bytes(), &parts);
-            candidates.iter().any(|c| same_mac(&expected, c))
-        });
-        if !matched {
-            return Err(VerifyError::Mismatch);
-        }
+        // Stripe keys with the whole `whsec_…` text, not its base64 decoding.
+        mac_matches(Algorithm::Sha256, secrets, Key::Text, &parts, &candidates)?;
         check_timestamp(timestamp, now, self.tolerance, "Stripe-Signature")
     }
 }
@@ -79,11 +74,7 @@ impl Scheme for SharedToken {
                     .map(|(_, v)| v.into_bytes())
             });
         match presented {
-            Some(token) => secrets
-                .iter()
-                .any(|s| constant_time_eq(&token, s.expose().as_bytes()))
-                .then_some(())
-                .ok_or(VerifyError::Mismatch),
+            Some(token) => token_matches(&token, secrets),
             None if webhook.header("authorization").is_some() => {
                 super::token::AuthorizationHeader.check(webhook, secrets, now)
             }

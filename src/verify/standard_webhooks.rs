@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
-use super::hmac::{DEFAULT_TOLERANCE, check_timestamp, mac, same_mac};
+use super::hmac::{DEFAULT_TOLERANCE, Key, check_timestamp, mac_matches};
 use super::spec::Algorithm;
 use super::{Scheme, Secret, VerifyError, Webhook};
 
@@ -98,13 +98,7 @@ impl Scheme for StandardWebhooks {
             b".",
             &webhook.body,
         ];
-        let matched = secrets.iter().any(|s| {
-            let expected = mac(Algorithm::Sha256, &key_bytes(s.expose()), &parts);
-            candidates.iter().any(|c| same_mac(&expected, c))
-        });
-        if !matched {
-            return Err(VerifyError::Mismatch);
-        }
+        mac_matches(Algorithm::Sha256, secrets, Key::Whsec, &parts, &candidates)?;
         check_timestamp(h.timestamp, now, self.tolerance, h.timestamp_name)
     }
 }

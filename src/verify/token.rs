@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 
-use super::{Scheme, Secret, VerifyError, Webhook, constant_time_eq};
+use super::{Scheme, Secret, VerifyError, Webhook, token_matches};
 
 /// The whole header value must equal a secret.
 #[derive(Debug, Clone)]
@@ -25,11 +25,7 @@ impl Scheme for HeaderToken {
         let token = webhook
             .header(&self.header)
             .ok_or_else(|| VerifyError::MissingHeader(self.header.clone()))?;
-        secrets
-            .iter()
-            .any(|s| constant_time_eq(token.as_bytes(), s.expose().as_bytes()))
-            .then_some(())
-            .ok_or(VerifyError::Mismatch)
+        token_matches(token.as_bytes(), secrets)
     }
 }
 
@@ -61,10 +57,6 @@ impl Scheme for AuthorizationHeader {
         } else {
             return Err(VerifyError::Malformed("Authorization".into()));
         };
-        secrets
-            .iter()
-            .any(|s| constant_time_eq(&presented, s.expose().as_bytes()))
-            .then_some(())
-            .ok_or(VerifyError::Mismatch)
+        token_matches(&presented, secrets)
     }
 }
