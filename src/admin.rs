@@ -25,6 +25,8 @@ pub struct Admin {
     pub token: SecretString,
     /// Its own store connection.
     pub conn: Arc<Mutex<Connection>>,
+    /// Told of store errors (a damaged store makes `/readyz` fail).
+    pub health: Arc<crate::store::health::StoreHealth>,
 }
 
 /// Registers `/admin/*`.
@@ -107,7 +109,10 @@ async fn with_conn<T: Send + 'static>(
     })
     .await
     .map_err(|e| AdminError::Internal(anyhow::anyhow!("admin task failed: {e}")))?;
-    Ok(result?)
+    result.map_err(|e| {
+        admin.health.report(&e);
+        AdminError::Internal(e)
+    })
 }
 
 /// `?state=…&limit=…`

@@ -168,7 +168,18 @@ fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
         )?;
         let to = crate::route::RecipientId::try_from(to.to_string()).map_err(anyhow::Error::msg)?;
         let d = &settings.delivery;
-        let client = FxiaokeClient::new(&f.base_url, creds, d.connect_timeout, d.request_timeout)?;
+        // The gateway's own ledger: a test send shares the token and the vendor's limits with
+        // a gateway running on the same store.
+        let ledger = std::sync::Arc::new(crate::store::vendor::SqliteLedger::open(
+            &settings.store.path,
+        )?);
+        let client = FxiaokeClient::new(
+            &f.base_url,
+            creds,
+            d.connect_timeout,
+            d.request_timeout,
+            ledger.clone(),
+        )?;
         let card = Card::new(
             "fxhook test card".into(),
             Some("If you can read this, delivery works.".into()),
@@ -214,6 +225,10 @@ fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
                 to.as_str()
             );
             println!("   body {body}");
+            {
+                use crate::store::vendor::{CallKind, VendorLedger};
+                ledger.record_call(CallKind::Send, std::time::SystemTime::now())?;
+            }
             let report = client.send(&token, &body).await;
             println!(
                 "   answer: {:?} {} (http {}, traceId {}, thirdTraceId {})",

@@ -81,6 +81,13 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Serve every route under this prefix (e.g. `/fxhook` behind a shared host); empty: none.
     pub path_prefix: String,
+    /// Deadline for a request body once its headers are in: a client that stalls mid-body gets
+    /// `408` and its connection is closed, so stalled uploads cannot pile up.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Most open client connections (all workers together); unset: sized to the process's
+    /// open-file limit (see [`ServerSettings::connection_budget`]).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServerSettings {
@@ -91,6 +98,47 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             workers: 0,
             path_prefix: String::new(),
+            body_timeout: Duration::from_secs(10),
+            max_connections: None,
+        }
+    }
+}
+
+/// File descriptors kept out of the connection budget: the store and its WAL, the listener, the
+/// mappings watcher, the vendor client's connections, logs.
+const RESERVED_FILES: usize = 64;
+
+/// How many connections the server may hold open, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionBudget {
+    /// Connections per HTTP worker (actix's limit is per worker).
+    pub per_worker: usize,
+    /// `per_worker` × workers.
+    pub total: usize,
+    /// Set when `server.max_connections` asked for more than the file limit allows.
+    pub clamped_from: Option<usize>,
+}
+
+impl ServerSettings {
+    /// The connection bound for `workers` HTTP workers under an open-file limit of
+    /// `file_limit`: `server.max_connections` when it fits, else what the limit leaves after
+    /// [`RESERVED_FILES`]. Never less than one connection a worker.
+    pub fn connection_budget(&self, workers: usize, file_limit: u64) -> ConnectionBudget {
+        let workers = workers.max(1);
+        let fits = usize::try_from(file_limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(RESERVED_FILES)
+            .max(workers);
+        let (wanted, clamped_from) = match self.max_connections {
+            Some(n) if n > fits => (fits, Some(n)),
+            Some(n) => (n.max(workers), None),
+            None => (fits, None),
+        };
+        let per_worker = wanted / workers;
+        ConnectionBudget {
+            per_worker,
+            total: per_worker * workers,
+            clamped_from,
         }
     }
 }
@@ -374,6 +422,12 @@ impl Settings {
                 "invalid configuration: server.path_prefix {prefix:?} must start with / and not end with / (e.g. /fxhook)"
             );
         }
+        if self.server.body_timeout.is_zero() {
+            bail!("invalid configuration: server.body_timeout must be greater than 0 (e.g. 10s)");
+        }
+        if self.server.max_connections == Some(0) {
+            bail!("invalid configuration: server.max_connections must be at least 1");
+        }
         if self.server.max_body_bytes == 0 {
             bail!("invalid configuration: server.max_body_bytes must be greater than 0");
         }
@@ -550,6 +604,28 @@ mod tests {
         assert!(one.contains("::1".parse().unwrap()));
         assert!(parse_ip_range("10.0.0.0/33").is_err());
         assert!(parse_ip_range("nonsense").is_err());
+    }
+
+    #[test]
+    fn the_connection_bound_fits_the_file_limit_and_is_shared_by_the_workers() {
+        let mut s = ServerSettings::default();
+        // Unset: what the file limit leaves, split over the workers.
+        let b = s.connection_budget(2, 1024);
+        assert_eq!((b.per_worker, b.total, b.clamped_from), (480, 960, None));
+        // Asked for less: exactly that, rounded down to a multiple of the workers.
+        s.max_connections = Some(101);
+        let b = s.connection_budget(2, 1024);
+        assert_eq!((b.per_worker, b.total, b.clamped_from), (50, 100, None));
+        // Asked for more than the limit allows: clamped, and said so.
+        s.max_connections = Some(50_000);
+        let b = s.connection_budget(4, 1024);
+        assert_eq!(
+            (b.per_worker, b.total, b.clamped_from),
+            (240, 960, Some(50_000))
+        );
+        // A tiny limit still leaves each worker one connection.
+        let b = s.connection_budget(4, 10);
+        assert_eq!(b.per_worker, 1);
     }
 
     #[test]

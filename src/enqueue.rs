@@ -17,7 +17,8 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::store::unix_ms;
+use crate::store::health::StoreHealth;
+use crate::store::{maintenance, unix_ms};
 
 /// A message rendered from an event, ready to be stored.
 #[derive(Debug, Clone)]
@@ -121,6 +122,16 @@ struct Job {
     reply: oneshot::Sender<Result<Committed, String>>,
 }
 
+/// What the writer is asked to do. (Events go inline, as before heartbeats existed: boxing
+/// them would cost an allocation per request to save channel slots' bytes.)
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    /// Commit an event.
+    Event(Job),
+    /// Write the heartbeat (see [`maintenance::heartbeat`]).
+    Heartbeat,
+}
+
 /// Bounds of the store, checked every second by [`watch_bounds`].
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
@@ -130,18 +141,55 @@ pub struct Bounds {
     pub max_bytes: u64,
 }
 
+/// How often the writer proves it can write when nothing else does.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
 /// Every second, compares the queue and the store size with `bounds` and refuses new events
-/// (503 + Retry-After) while either is over; runs until the process ends.
-pub fn watch_bounds(
+/// (503 + Retry-After) while either is over; asks the writer for a heartbeat write every few
+/// seconds; and runs the integrity check once after a store error was reported. Runs until the
+/// process ends.
+pub fn watch_store(
     enqueuer: &Enqueuer,
     reader: Arc<std::sync::Mutex<Connection>>,
     bounds: Bounds,
+    health: Arc<StoreHealth>,
 ) {
     let flag = Arc::clone(&enqueuer.overloaded);
+    // Weak: the writer stops when the last request handle goes, not when this task does.
+    let writer = enqueuer.tx.downgrade();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_heartbeat = std::time::Instant::now() - HEARTBEAT_EVERY;
         loop {
             tick.tick().await;
+            if last_heartbeat.elapsed() >= HEARTBEAT_EVERY {
+                last_heartbeat = std::time::Instant::now();
+                let Some(writer) = writer.upgrade() else {
+                    return;
+                };
+                // A full channel means the writer is busy writing events: that is the proof.
+                let _ = writer.try_send(Work::Heartbeat);
+            }
+            if health.take_check_request() {
+                let reader = Arc::clone(&reader);
+                let checked = tokio::task::spawn_blocking(move || {
+                    let conn = reader
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("reader poisoned"))?;
+                    maintenance::quick_check(&conn)
+                })
+                .await;
+                match checked {
+                    Ok(Ok(damage)) => {
+                        if let Some(d) = &damage {
+                            tracing::error!(damage = %d, "the store failed its integrity check: restore it from a backup");
+                        }
+                        health.checked(damage);
+                    }
+                    Ok(Err(e)) => health.checked(Some(format!("{e:#}"))),
+                    Err(e) => tracing::warn!(error = %e, "integrity check task failed"),
+                }
+            }
             let reader = Arc::clone(&reader);
             let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
                 let conn = reader
@@ -198,7 +246,7 @@ pub struct WriterSettings {
 /// The handle requests use to commit events.
 #[derive(Clone)]
 pub struct Enqueuer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Work>,
     /// Set while the store is over its bounds (see [`watch_bounds`]).
     overloaded: Arc<AtomicBool>,
 }
@@ -212,11 +260,12 @@ pub fn start(
     conn: Connection,
     settings: WriterSettings,
     queued: std::sync::Arc<Notify>,
+    health: Arc<StoreHealth>,
 ) -> anyhow::Result<(Enqueuer, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(settings.pending_limit);
     let handle = std::thread::Builder::new()
         .name("fxhook-writer".into())
-        .spawn(move || Writer::new(conn, settings, queued).run(rx))
+        .spawn(move || Writer::new(conn, settings, queued, health).run(rx))
         .context("cannot start the store writer")?;
     Ok((
         Enqueuer {
@@ -244,7 +293,7 @@ impl Enqueuer {
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .try_send(Job { event, reply })
+            .try_send(Work::Event(Job { event, reply }))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => EnqueueError::Busy,
                 mpsc::error::TrySendError::Closed(_) => {
@@ -262,28 +311,57 @@ struct Writer {
     conn: Connection,
     settings: WriterSettings,
     queued: std::sync::Arc<Notify>,
+    health: Arc<StoreHealth>,
     last_prune: SystemTime,
 }
 
 impl Writer {
-    fn new(conn: Connection, settings: WriterSettings, queued: std::sync::Arc<Notify>) -> Self {
+    fn new(
+        conn: Connection,
+        settings: WriterSettings,
+        queued: std::sync::Arc<Notify>,
+        health: Arc<StoreHealth>,
+    ) -> Self {
         Writer {
             conn,
             settings,
             queued,
+            health,
             last_prune: SystemTime::UNIX_EPOCH,
         }
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+    fn heartbeat(&mut self) {
+        match maintenance::heartbeat(&mut self.conn, SystemTime::now()) {
+            Ok(()) => self.health.write_succeeded(),
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "store heartbeat failed: not ready"
+                );
+                self.health.write_failed(&e);
+            }
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Work>) {
         let mut batch = Vec::with_capacity(self.settings.batch);
         while let Some(first) = rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < self.settings.batch {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+            let mut heartbeat = false;
+            let mut next = Some(first);
+            while let Some(work) = next.take() {
+                match work {
+                    Work::Event(job) => batch.push(job),
+                    Work::Heartbeat => heartbeat = true,
                 }
+                if batch.len() < self.settings.batch {
+                    next = rx.try_recv().ok();
+                }
+            }
+            // With events to write, their commit is the heartbeat.
+            if heartbeat && batch.is_empty() {
+                self.heartbeat();
+                continue;
             }
             let results = self.write(&batch);
             let mut wake = false;
@@ -322,6 +400,7 @@ impl Writer {
                     Err(e) => {
                         sp.rollback()?;
                         tracing::error!(event_id = %job.event.id, error = format!("{e:#}"), "event not stored");
+                        self.health.report(&e);
                         results.push(Err(format!("{e:#}")));
                     }
                 }
@@ -330,13 +409,17 @@ impl Writer {
             Ok(results)
         };
         match attempt() {
-            Ok(results) => results,
+            Ok(results) => {
+                self.health.write_succeeded();
+                results
+            }
             Err(e) => {
                 tracing::error!(
                     error = format!("{e:#}"),
                     events = batch.len(),
                     "group commit failed"
                 );
+                self.health.write_failed(&e);
                 batch.iter().map(|_| Err(format!("{e:#}"))).collect()
             }
         }

@@ -2,10 +2,13 @@
 //! client-credentials mode (cached, refreshed before it ages out, fetched by one caller at a
 //! time and never more than ten times a minute), the common headers, a fresh UUID v4
 //! `thirdTraceId` on every call, and `/cgi/message/send`.
+//!
+//! The token and the token calls are kept in the store's [`VendorLedger`], not only in memory:
+//! the vendor counts calls per app, so a restarted process must not fetch again a token that is
+//! still good, nor make ten more calls in a minute that already saw ten.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -13,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::policy::Answer;
 use crate::config::FxiaokeSettings;
+use crate::store::vendor::{CallKind, StoredToken, VendorLedger};
 
 /// Refresh the token when it is this old (the vendor re-issues from 6600 s of its 7200 s).
 const REFRESH_AFTER: Duration = Duration::from_secs(6600);
@@ -51,11 +55,30 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// A fingerprint of what a token is issued to (app, secret, enterprise), to recognise a
+    /// kept token as ours. A hash: the secrets themselves are never stored.
+    fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            self.app_id.as_str(),
+            self.app_secret.expose_secret(),
+            self.permanent_code.expose_secret(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
+}
+
 /// A cached access token.
 pub struct Token {
     access: SecretString,
     ea: String,
-    fetched: Instant,
+    /// Wall clock, so that a token kept in the store means the same after a restart.
+    fetched: SystemTime,
     lifetime: Duration,
 }
 
@@ -66,16 +89,32 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    fn fresh(&self, now: Instant) -> bool {
+    /// Usable now: younger than the refresh age (and not from the future: a clock set back
+    /// makes it stale rather than immortal).
+    fn fresh(&self, now: SystemTime) -> bool {
         let refresh_at = REFRESH_AFTER.min(self.lifetime.saturating_sub(Duration::from_secs(60)));
-        now.duration_since(self.fetched) < refresh_at
+        now.duration_since(self.fetched)
+            .is_ok_and(|age| age < refresh_at)
     }
-}
 
-#[derive(Default)]
-struct TokenState {
-    current: Option<Arc<Token>>,
-    calls: VecDeque<Instant>,
+    fn stored(&self, owner: &str) -> StoredToken {
+        StoredToken {
+            owner: owner.to_string(),
+            access: self.access.clone(),
+            ea: self.ea.clone(),
+            fetched_at: self.fetched,
+            lifetime: self.lifetime,
+        }
+    }
+
+    fn from_stored(t: StoredToken) -> Token {
+        Token {
+            access: t.access,
+            ea: t.ea,
+            fetched: t.fetched_at,
+            lifetime: t.lifetime,
+        }
+    }
 }
 
 /// What one HTTP call came back with, for the attempt record.
@@ -107,13 +146,17 @@ pub struct FxiaokeClient {
     http: reqwest::Client,
     base: String,
     creds: Credentials,
-    token: tokio::sync::Mutex<TokenState>,
+    /// The cached token; the lock makes fetching single-flight.
+    token: tokio::sync::Mutex<Option<Arc<Token>>>,
+    /// Token calls and the kept token, shared with the next process.
+    ledger: Arc<dyn VendorLedger>,
     /// The last token fetch's error, readable while a fetch holds `token` (for `/readyz`).
     last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl FxiaokeClient {
-    /// A client for `base_url` with these timeouts.
+    /// A client for `base_url` with these timeouts, keeping its token and token calls in
+    /// `ledger`.
     ///
     /// # Errors
     /// The HTTP client cannot be built.
@@ -122,6 +165,7 @@ impl FxiaokeClient {
         creds: Credentials,
         connect: Duration,
         request: Duration,
+        ledger: Arc<dyn VendorLedger>,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(connect)
@@ -134,9 +178,18 @@ impl FxiaokeClient {
             http,
             base: base_url.trim_end_matches('/').to_string(),
             creds,
-            token: tokio::sync::Mutex::new(TokenState::default()),
+            token: tokio::sync::Mutex::new(None),
+            ledger,
             last_error: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Runs a ledger call off the async threads.
+    async fn ledger<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn VendorLedger) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        crate::store::vendor::off_thread(&self.ledger, f).await
     }
 
     /// The error of the last token fetch, if it failed (for `/readyz`).
@@ -153,45 +206,74 @@ impl FxiaokeClient {
     /// # Errors
     /// The call failed, the vendor refused the credentials, or ten calls were made this minute.
     pub async fn token(&self) -> Result<Arc<Token>, TokenFailure> {
-        let mut state = self.token.lock().await;
-        let now = Instant::now();
-        if let Some(t) = state.current.as_ref().filter(|t| t.fresh(now)) {
+        let mut current = self.token.lock().await;
+        let now = SystemTime::now();
+        if let Some(t) = current.as_ref().filter(|t| t.fresh(now)) {
             return Ok(Arc::clone(t));
         }
-        while state
-            .calls
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-        {
-            state.calls.pop_front();
+        let unusable = |e: anyhow::Error| TokenFailure {
+            report: None,
+            reason: format!("the store cannot tell the token state: {e:#}"),
+        };
+        // A previous process (or `fxhook send-test`) may have fetched one that is still good.
+        let owner = self.creds.fingerprint();
+        let kept = self
+            .ledger(move |l| l.load_token(&owner))
+            .await
+            .map_err(unusable)?;
+        if let Some(t) = kept.map(Token::from_stored).filter(|t| t.fresh(now)) {
+            let t = Arc::new(t);
+            *current = Some(Arc::clone(&t));
+            return Ok(t);
         }
-        if state.calls.len() >= TOKEN_CALLS_PER_MINUTE {
+        let minute_ago = now - Duration::from_secs(60);
+        let recent = self
+            .ledger(move |l| l.calls_since(CallKind::Token, minute_ago))
+            .await
+            .map_err(unusable)?;
+        if recent.len() >= TOKEN_CALLS_PER_MINUTE {
+            let reason = "token endpoint limit: 10 calls a minute already made".to_string();
+            tracing::warn!(calls = recent.len(), "{reason}; waiting");
             return Err(TokenFailure {
                 report: None,
-                reason: "token endpoint limit: 10 calls a minute already made".into(),
+                reason,
             });
         }
-        state.calls.push_back(now);
+        // Written before the call: a process killed during it has still spent the call.
+        self.ledger(move |l| l.record_call(CallKind::Token, now))
+            .await
+            .map_err(unusable)?;
         let result = self.fetch_token().await;
         crate::metrics::token_fetch(result.is_ok());
         if let Ok(mut last) = self.last_error.lock() {
             *last = result.as_ref().err().map(|f| f.reason.clone());
         }
         if let Ok(t) = &result {
-            state.current = Some(Arc::clone(t));
+            *current = Some(Arc::clone(t));
+            let stored = t.stored(&self.creds.fingerprint());
+            if let Err(e) = self.ledger(move |l| l.save_token(&stored)).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot keep the token in the store: a restart will fetch a new one"
+                );
+            }
         }
         result
     }
 
-    /// Drops the cached token if it is still `failed` (another caller may have replaced it).
+    /// Drops the cached token if it is still `failed` (another caller may have replaced it),
+    /// in memory and in the store.
     pub async fn invalidate(&self, failed: &Arc<Token>) {
-        let mut state = self.token.lock().await;
-        if state
-            .current
-            .as_ref()
-            .is_some_and(|t| Arc::ptr_eq(t, failed))
-        {
-            state.current = None;
+        let mut current = self.token.lock().await;
+        if current.as_ref().is_some_and(|t| Arc::ptr_eq(t, failed)) {
+            *current = None;
+        }
+        let access = failed.access.clone();
+        if let Err(e) = self.ledger(move |l| l.forget_token(&access)).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot drop the stale token from the store"
+            );
         }
     }
 
@@ -230,7 +312,7 @@ impl FxiaokeClient {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_string(),
-                    fetched: Instant::now(),
+                    fetched: SystemTime::now(),
                     lifetime: Duration::from_secs(lifetime),
                 }))
             }

@@ -4,6 +4,12 @@
 //! default when no credentials are configured) "sending" is logging the exact body. A message
 //! taken by a process that died is queued again when the next process starts.
 //!
+//! The pacer resumes from the store's [`VendorLedger`]: every send's time is written there
+//! before the call, and so is any pause, so a restart neither forgets the sends of the current
+//! window nor a back-off. On shutdown the worker claims nothing more, puts back a claimed message
+//! that is still waiting for its send slot, starts no new vendor call, and lets a call already
+//! on the wire finish.
+//!
 //! Layout: [`policy`] holds the pure decisions (classification, retries, pacing); [`fxiaoke`]
 //! is the vendor client.
 
@@ -17,6 +23,8 @@ use anyhow::Context;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
+use crate::store::health::StoreHealth;
+use crate::store::vendor::{CallKind, Pause, VendorLedger};
 use crate::store::{self, AttemptRecord, Claimed, Transition};
 use fxiaoke::{CallReport, FxiaokeClient};
 use policy::{Answer, Next, Pacer, RetryPolicy, Verdict, classify, next_step};
@@ -68,6 +76,12 @@ pub struct Worker {
     queued: Arc<Notify>,
     settings: Arc<WorkerSettings>,
     pacer: Arc<tokio::sync::Mutex<Pacer>>,
+    /// Send times and pauses, kept for the next process.
+    ledger: Arc<dyn VendorLedger>,
+    /// Set once shutdown begins: nothing new is claimed or sent.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Told of store errors.
+    health: Arc<StoreHealth>,
 }
 
 /// The outcome of sending one message: its calls and the verdict of the last one.
@@ -77,6 +91,15 @@ struct Sent {
     error: Option<String>,
     /// False when no send was made (no token): the attempt does not use up the schedule.
     counts: bool,
+}
+
+/// What became of a claimed message.
+enum Attempt {
+    /// Calls were made (or a token could not be had): record them and move the message on.
+    Made(Sent),
+    /// No call was made and none will be now (shutdown, or the send could not be recorded
+    /// first): the message goes back to the queue as it was.
+    Released(&'static str),
 }
 
 impl Worker {
@@ -89,6 +112,8 @@ impl Worker {
         mode: Mode,
         queued: Arc<Notify>,
         settings: WorkerSettings,
+        ledger: Arc<dyn VendorLedger>,
+        health: Arc<StoreHealth>,
     ) -> anyhow::Result<Worker> {
         let requeued = store::requeue_in_flight(&conn, SystemTime::now())?;
         if requeued > 0 {
@@ -97,14 +122,58 @@ impl Worker {
                 "messages left in flight by a previous process are queued again"
             );
         }
-        let pacer = Pacer::new(settings.rate_limit, settings.rate_window);
+        let pacer = resume_pacer(ledger.as_ref(), &settings)?;
         Ok(Worker {
             conn: Arc::new(Mutex::new(conn)),
             mode,
             queued,
             settings: Arc::new(settings),
             pacer: Arc::new(tokio::sync::Mutex::new(pacer)),
+            ledger,
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            health,
         })
+    }
+
+    /// True once shutdown has begun.
+    fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Runs `work` unless shutdown begins first (`None` then).
+    async fn unless_stopping<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut stop = self.stopping.subscribe();
+        if *stop.borrow_and_update() {
+            return None;
+        }
+        tokio::select! {
+            out = work => Some(out),
+            _ = stop.wait_for(|s| *s) => None,
+        }
+    }
+
+    /// Runs a ledger call off the async threads.
+    async fn ledger<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn VendorLedger) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        crate::store::vendor::off_thread(&self.ledger, f).await
+    }
+
+    /// Holds every send until `until` (monotonic, for this process) and keeps the pause for
+    /// the next process.
+    async fn pause(&self, wait: Duration, reason: &str) {
+        self.pacer.lock().await.pause_until(Instant::now() + wait);
+        let pause = Pause {
+            until: SystemTime::now() + wait,
+            reason: reason.to_string(),
+        };
+        if let Err(e) = self.ledger(move |l| l.save_pause(&pause)).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot keep the pause in the store: a restart would not know it"
+            );
+        }
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -148,7 +217,16 @@ impl Worker {
             // Wait for a send slot before claiming, so that a pause (rate limit, daily quota)
             // leaves messages queued rather than holding them in flight.
             let slot = self.pacer.lock().await.next_slot(Instant::now());
-            tokio::time::sleep_until(slot.into()).await;
+            if self
+                .unless_stopping(tokio::time::sleep_until(slot.into()))
+                .await
+                .is_none()
+            {
+                return Ok(Step::Idle);
+            }
+        }
+        if self.is_stopping() {
+            return Ok(Step::Idle);
         }
         let Some(msg) = self
             .with_conn(|c| store::claim_next(c, SystemTime::now()))
@@ -167,7 +245,19 @@ impl Worker {
         let Mode::Live(client) = &self.mode else {
             anyhow::bail!("a dry-run worker does not send");
         };
-        let sent = self.send_live(client, &msg).await;
+        let sent = match self.send_live(client, &msg).await {
+            Attempt::Made(sent) => sent,
+            Attempt::Released(why) => {
+                let id = msg.id;
+                self.with_conn(move |c| store::release_claim(c, id)).await?;
+                tracing::info!(message_id = id, why, "message put back in the queue unsent");
+                return if self.is_stopping() {
+                    Ok(Step::Idle)
+                } else {
+                    Err(anyhow::anyhow!("message {id} not sent: {why}"))
+                };
+            }
+        };
         let transition = self.decide(&msg, &sent).await;
         let id = msg.id;
         let records = sent.records;
@@ -218,22 +308,47 @@ impl Worker {
         Ok(Step::Handled)
     }
 
-    /// Waits for a send slot under the rate limit (and any pause).
-    async fn pace(&self) {
+    /// Waits for a send slot under the rate limit (and any pause), then writes the send's time
+    /// to the ledger, before the call. `Err` when shutdown began first or the time could not be
+    /// written: then no call may be made.
+    async fn pace(&self) -> Result<(), &'static str> {
         let slot = {
             let mut pacer = self.pacer.lock().await;
             let slot = pacer.next_slot(Instant::now());
             pacer.record(slot);
             slot
         };
-        tokio::time::sleep_until(slot.into()).await;
+        self.unless_stopping(tokio::time::sleep_until(slot.into()))
+            .await
+            .ok_or("shutting down")?;
+        let now = SystemTime::now();
+        if let Err(e) = self
+            .ledger(move |l| l.record_call(CallKind::Send, now))
+            .await
+        {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "cannot record the send in the store"
+            );
+            return Err("the send could not be recorded in the store first");
+        }
+        // The call starts now, after the write: count the window from here.
+        self.pacer.lock().await.settle(slot, Instant::now());
+        // Shutdown may have begun while the time was written: then no call starts.
+        if self.is_stopping() {
+            return Err("shutting down");
+        }
+        Ok(())
     }
 
-    async fn send_live(&self, client: &FxiaokeClient, msg: &Claimed) -> Sent {
+    async fn send_live(&self, client: &FxiaokeClient, msg: &Claimed) -> Attempt {
         let mut records = Vec::new();
         let mut refreshed = false;
         loop {
-            let token = match client.token().await {
+            let Some(token) = self.unless_stopping(client.token()).await else {
+                return Attempt::Released("shutting down");
+            };
+            let token = match token {
                 Ok(t) => t,
                 Err(failure) => {
                     if let Some(report) = &failure.report {
@@ -252,19 +367,28 @@ impl Worker {
                     tracing::error!(message_id = msg.id, reason = %failure.reason, third_trace_id = %third, trace_id = %trace, "no access token");
                     // No send was made: hold every send for a window instead of cycling the
                     // whole queue through failed token fetches, and keep the schedule intact.
-                    self.pacer
-                        .lock()
-                        .await
-                        .pause_until(Instant::now() + self.settings.rate_window);
-                    return Sent {
+                    self.pause(self.settings.rate_window, "no access token")
+                        .await;
+                    return Attempt::Made(Sent {
                         records,
                         verdict: Verdict::RetryLater,
                         error: Some(failure.reason),
                         counts: false,
-                    };
+                    });
                 }
             };
-            self.pace().await;
+            if let Err(why) = self.pace().await {
+                // A refused first call (20016) was made and recorded: let it count.
+                return match records.is_empty() {
+                    true => Attempt::Released(why),
+                    false => Attempt::Made(Sent {
+                        records,
+                        verdict: Verdict::RetryLater,
+                        error: Some(format!("token refreshed; the retry was not sent: {why}")),
+                        counts: true,
+                    }),
+                };
+            }
             let call_started = Instant::now();
             let report = client.send(&token, &msg.body).await;
             let verdict = classify(&report.answer);
@@ -299,12 +423,12 @@ impl Worker {
             };
             let error = (verdict != Verdict::Delivered).then(|| describe(&report));
             records.push(record(outcome, &report));
-            return Sent {
+            return Attempt::Made(Sent {
                 records,
                 verdict,
                 error,
                 counts: true,
-            };
+            });
         }
     }
 
@@ -323,17 +447,16 @@ impl Worker {
             jitter,
         );
         match sent.verdict {
-            Verdict::SlowDown => self
-                .pacer
-                .lock()
-                .await
-                .pause_until(Instant::now() + self.settings.rate_window),
+            Verdict::SlowDown => {
+                self.pause(self.settings.rate_window, "the vendor asked to slow down")
+                    .await
+            }
             Verdict::QuotaReset => {
                 if let Ok(wait) = policy::next_vendor_midnight(now).duration_since(now) {
                     tracing::error!(
                         "the daily OpenAPI quota is used up (30002): sending resumes after midnight Asia/Shanghai"
                     );
-                    self.pacer.lock().await.pause_until(Instant::now() + wait);
+                    self.pause(wait, "daily quota used up (30002)").await;
                 }
             }
             _ => {}
@@ -395,10 +518,11 @@ impl Worker {
         }
     }
 
-    async fn run_loop(self, mut stop: tokio::sync::watch::Receiver<bool>, prunes: bool) {
+    async fn run_loop(self, prunes: bool) {
+        let mut stop = self.stopping.subscribe();
         let mut last_prune: Option<Instant> = None;
         let mut last_reap = Instant::now();
-        while !*stop.borrow() {
+        while !*stop.borrow_and_update() {
             if prunes && last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
                 last_prune = Some(Instant::now());
                 self.prune().await;
@@ -412,6 +536,7 @@ impl Worker {
                 Ok(Step::Idle) => self.settings.poll_interval,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "delivery worker step failed");
+                    self.health.report(&e);
                     self.settings.poll_interval.max(Duration::from_millis(500))
                 }
             };
@@ -423,21 +548,22 @@ impl Worker {
         }
     }
 
-    /// Runs `delivery.concurrency` loops until `shutdown` completes; then lets sends in progress
-    /// finish for up to `grace` (what does not finish stays in flight and is queued again at
-    /// the next start).
+    /// Runs `delivery.concurrency` loops until `shutdown` completes. Then nothing new is
+    /// claimed, a claimed message still waiting for its send slot goes back to the queue, no
+    /// new vendor call starts, and calls already made get up to `grace` to finish (what does
+    /// not finish stays in flight and is queued again at the next start).
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()>,
         grace: Duration,
     ) {
-        let (tx, rx) = tokio::sync::watch::channel(false);
         let mut loops = tokio::task::JoinSet::new();
         for i in 0..self.settings.concurrency {
-            loops.spawn(self.clone().run_loop(rx.clone(), i == 0));
+            loops.spawn(self.clone().run_loop(i == 0));
         }
         shutdown.await;
-        let _ = tx.send(true);
+        self.stopping.send_replace(true);
+        tracing::info!("delivery stopping: no new sends; sends in progress finish");
         self.queued.notify_waiters();
         let drained =
             tokio::time::timeout(grace, async { while loops.join_next().await.is_some() {} }).await;
@@ -496,6 +622,43 @@ fn log_call(msg: &Claimed, r: &CallReport, verdict: Verdict) {
         tracing::warn!(message_id = msg.id, event_id = %msg.event_id, third_trace_id = %r.third_trace_id,
             trace_id = r.trace_id.as_deref().unwrap_or("-"), verdict = ?verdict, error = %describe(r), "send failed");
     }
+}
+
+/// How much later than its recorded time a call of the previous process may have started.
+const RESUME_MARGIN: Duration = Duration::from_secs(1);
+
+/// A pacer that knows the sends of the current window and any pause kept by the previous
+/// process.
+fn resume_pacer(ledger: &dyn VendorLedger, settings: &WorkerSettings) -> anyhow::Result<Pacer> {
+    let mut pacer = Pacer::new(settings.rate_limit, settings.rate_window);
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    // The wall-clock times become instants of this process; one from the "future" (a clock set
+    // back) counts as just made. A time is written before its call, which starts once the write
+    // is done: count each call as up to RESUME_MARGIN later than written, for a slow disk.
+    let instant = |at: SystemTime| {
+        wall.duration_since(at)
+            .ok()
+            .and_then(|age| now.checked_sub(age))
+            .unwrap_or(now)
+            + RESUME_MARGIN
+    };
+    let window_start = wall - settings.rate_window;
+    let sends = ledger.calls_since(CallKind::Send, window_start)?;
+    for at in &sends {
+        pacer.record(instant(*at));
+    }
+    if !sends.is_empty() {
+        tracing::info!(
+            sends = sends.len(),
+            "the previous process's sends of the current rate window still count"
+        );
+    }
+    if let Some(pause) = ledger.load_pause(wall)? {
+        let left = pause.until.duration_since(wall).unwrap_or_default();
+        tracing::warn!(reason = %pause.reason, resume_in = %humantime::format_duration(left), "sending is paused, as the previous process left it");
+        pacer.pause_until(now + left);
+    }
+    Ok(pacer)
 }
 
 /// A value in [-1, 1] for retry jitter (from the UUID generator's randomness: no extra crate).

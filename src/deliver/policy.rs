@@ -118,12 +118,17 @@ pub fn next_vendor_midnight(now: SystemTime) -> SystemTime {
         .unwrap_or(now + Duration::from_secs(24 * 3600))
 }
 
-/// A sliding-window limiter: never more than `limit` sends in any `window`, and a pause that
-/// backs the whole sender off.
+/// Added to the window: the vendor counts a call when it arrives, a little after we start it,
+/// and one call may travel slower than another (a new connection, a busy network).
+pub const PACE_GUARD: Duration = Duration::from_millis(100);
+
+/// A sliding-window limiter: never more than `limit` sends in any `window` (plus
+/// [`PACE_GUARD`]), and a pause that backs the whole sender off.
 #[derive(Debug)]
 pub struct Pacer {
     limit: usize,
     window: Duration,
+    /// Send times, oldest first (reserved slots until [`Pacer::settle`] puts the real time).
     sent: VecDeque<Instant>,
     paused_until: Option<Instant>,
 }
@@ -133,10 +138,21 @@ impl Pacer {
     pub fn new(limit: usize, window: Duration) -> Self {
         Pacer {
             limit: limit.max(1),
-            window,
+            window: window + PACE_GUARD,
             sent: VecDeque::new(),
             paused_until: None,
         }
+    }
+
+    /// Replaces the reserved slot `reserved` by the time the call really started (after the
+    /// send was written to the store), keeping the times in order.
+    pub fn settle(&mut self, reserved: Instant, started: Instant) {
+        let Some(i) = self.sent.iter().rposition(|t| *t == reserved) else {
+            self.record(started);
+            return;
+        };
+        self.sent.remove(i);
+        self.record(started);
     }
 
     /// When the next send may go: `now`, or later.
@@ -162,9 +178,14 @@ impl Pacer {
         }
     }
 
-    /// Records a send made at `at`.
+    /// Records a send made at `at` (in order: usually the newest).
     pub fn record(&mut self, at: Instant) {
-        self.sent.push_back(at);
+        let i = self
+            .sent
+            .iter()
+            .rposition(|t| *t <= at)
+            .map_or(0, |i| i + 1);
+        self.sent.insert(i, at);
     }
 
     /// Holds every send until `until`.
@@ -308,7 +329,27 @@ mod tests {
         }
         // A burst of three goes at once; the fourth waits for the first to leave the window.
         assert_eq!(sent[2], t0);
-        assert_eq!(sent[3], t0 + Duration::from_secs(10));
+        assert_eq!(sent[3], t0 + Duration::from_secs(10) + PACE_GUARD);
+    }
+
+    #[test]
+    fn a_send_that_started_later_than_its_slot_counts_from_when_it_started() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut pacer = Pacer::new(2, Duration::from_secs(1));
+        let (a, b) = (pacer.next_slot(t0), t0);
+        pacer.record(a);
+        pacer.record(b);
+        // The first call started 40 ms after its slot (a slow write before it).
+        pacer.settle(a, t0 + ms(40));
+        let window = Duration::from_secs(1) + PACE_GUARD;
+        assert_eq!(
+            pacer.next_slot(t0),
+            t0 + window,
+            "the earliest is now the second"
+        );
+        pacer.record(t0 + window);
+        assert_eq!(pacer.next_slot(t0), t0 + ms(40) + window);
     }
 
     #[test]

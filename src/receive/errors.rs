@@ -28,6 +28,9 @@ pub enum ReceiveError {
     /// Unreadable body.
     #[error("{0}")]
     Malformed(String),
+    /// The body did not arrive within `server.body_timeout`.
+    #[error("request body not received within server.body_timeout")]
+    BodyTimeout,
     /// The source's own rate limit is exceeded.
     #[error("rate limit of source {name} exceeded")]
     RateLimited {
@@ -51,6 +54,7 @@ impl ReceiveError {
             ReceiveError::UnsupportedMedia(_) => "unsupported_media",
             ReceiveError::TooLarge(_) => "too_large",
             ReceiveError::Malformed(_) => "malformed",
+            ReceiveError::BodyTimeout => "body_timeout",
             ReceiveError::RateLimited { .. } => "rate_limited",
             ReceiveError::Store(_) => "store",
         }
@@ -65,6 +69,7 @@ impl ResponseError for ReceiveError {
             ReceiveError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ReceiveError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ReceiveError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ReceiveError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ReceiveError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -31,6 +31,15 @@ async fn store_ok(state: &AppState) -> bool {
     matches!(probe, Ok(Ok(_))) && state.enqueuer.is_alive()
 }
 
+/// Why the store cannot take events, if it cannot: it does not answer, its writer stopped, a
+/// write failed (disk full, read-only) or it is damaged.
+async fn store_problem(state: &AppState) -> Option<String> {
+    if !store_ok(state).await {
+        return Some("the store does not answer".into());
+    }
+    state.health.problem()
+}
+
 /// 200 when the store is usable; the detail lists every source, inactive ones included.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let sources = state.catalog.load();
@@ -53,7 +62,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             entry.insert("rejected_edit".into(), json!(error));
         }
     }
-    let store_ok = store_ok(&state).await;
+    let problem = store_problem(&state).await;
+    let store_ok = problem.is_none();
     let delivery = match &state.delivery {
         None => json!({"mode": "dry-run"}),
         Some(client) => match client.last_token_error() {
@@ -63,7 +73,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     };
     let body = json!({
         "status": if store_ok { "ready" } else { "not ready" },
-        "store": if store_ok { "open" } else { "unavailable" },
+        "store": match &problem {
+            None => json!("open"),
+            Some(why) => json!({"state": "unavailable", "error": why}),
+        },
         "delivery": delivery,
         "sources": detail,
     });

@@ -4,6 +4,7 @@
 //! every request an id and an access-log line.
 
 pub mod client;
+mod deadline;
 mod errors;
 mod health;
 mod middleware;
@@ -17,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::json;
 
+pub use deadline::{BodyTimeout, body_deadline};
 pub use errors::ReceiveError;
 pub use middleware::request_context;
 
@@ -25,7 +27,7 @@ use crate::enqueue::{Committed, Enqueuer, EventOutcome, NewEvent};
 use crate::map::jsonpath::Scope;
 use crate::metrics::{self, Outcome};
 use crate::source::{Dedup, Source};
-use crate::verify::{ContentKind, Payload, Readiness, Verified, Webhook};
+use crate::verify::{ContentKind, Payload, Readiness, Verified, Verifier, Webhook};
 
 /// What every handler shares.
 pub struct AppState {
@@ -51,6 +53,8 @@ pub struct AppState {
     pub metrics_token: Option<secrecy::SecretString>,
     /// A read connection for `/readyz` and the queue gauges.
     pub reader: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    /// Whether the store can take events (writes, heartbeat, integrity).
+    pub health: Arc<crate::store::health::StoreHealth>,
 }
 
 /// Registers the routes.
@@ -102,7 +106,13 @@ async fn read_body(
     }
     let mut body = BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ReceiveError::Malformed(format!("cannot read body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            if deadline::is_timeout(&e) {
+                ReceiveError::BodyTimeout
+            } else {
+                ReceiveError::Malformed(format!("cannot read body: {e}"))
+            }
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ReceiveError::TooLarge(limit));
         }
@@ -228,20 +238,34 @@ async fn receive(
     }
 }
 
-/// Headers that carry credentials or signatures are not kept.
+/// Headers whose names say they carry credentials (whatever the source's scheme). Not `key`
+/// alone: Bitbucket names its event `X-Event-Key`, which re-mapping needs.
 fn is_sensitive(name: &str) -> bool {
     matches!(name, "authorization" | "proxy-authorization" | "cookie")
-        || ["token", "signature", "secret", "hmac"]
-            .iter()
-            .any(|w| name.contains(w))
+        || [
+            "token",
+            "signature",
+            "secret",
+            "hmac",
+            "auth",
+            "password",
+            "credential",
+            "api-key",
+            "apikey",
+        ]
+        .iter()
+        .any(|w| name.contains(w))
 }
 
-/// The headers worth keeping with an event (for re-mapping and inspection), as a JSON object.
-pub fn headers_json(headers: &HeaderMap) -> String {
+/// The headers worth keeping with an event (for re-mapping and inspection), as a JSON object:
+/// never one that carries the source's signature or token (the scheme names them, whatever they
+/// are called), never one whose value contains a secret of the source, and none whose name
+/// says it holds credentials.
+pub fn headers_json(headers: &HeaderMap, verifier: &Verifier) -> String {
     let mut map = serde_json::Map::new();
     for (name, value) in headers {
         let name = name.as_str();
-        if is_sensitive(name) {
+        if !keeps_header(name, value.as_bytes(), Some(verifier)) {
             continue;
         }
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -256,6 +280,26 @@ pub fn headers_json(headers: &HeaderMap) -> String {
         }
     }
     serde_json::Value::Object(map).to_string()
+}
+
+/// True when a header may be stored: see [`headers_json`]. Without a verifier (the source's
+/// mapping is not loaded) only the names are judged.
+fn keeps_header(name: &str, value: &[u8], verifier: Option<&Verifier>) -> bool {
+    !is_sensitive(name) && !verifier.is_some_and(|v| v.is_credential(name, value))
+}
+
+/// The stored headers of an event (a JSON object) with what [`headers_json`] would not keep
+/// removed; `None` when nothing is removed. For stores written by versions that kept more.
+pub fn scrub_stored_headers(json: &str, verifier: Option<&Verifier>) -> Option<String> {
+    let serde_json::Value::Object(mut map) = serde_json::from_str(json).ok()? else {
+        return None;
+    };
+    let before = map.len();
+    map.retain(|name, value| {
+        let text = value.as_str().unwrap_or_default();
+        keeps_header(&name.to_ascii_lowercase(), text.as_bytes(), verifier)
+    });
+    (map.len() != before).then(|| serde_json::Value::Object(map).to_string())
 }
 
 /// The delivery id of a payload, per the source's dedup setting.
@@ -299,7 +343,7 @@ fn new_event(
             .map(str::to_string),
         delivery_id: delivery_id(source, p, tz),
         received_at: p.webhook.received_at,
-        headers: headers_json(&p.webhook.headers),
+        headers: headers_json(&p.webhook.headers, &source.verifier),
         payload: p.bytes.clone(),
         outcome,
     }

@@ -61,4 +61,34 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dedup_by_time ON dedup (seen_at);
     "#,
+    // 2: what the delivery worker must remember across restarts (the vendor's limits are per
+    //    app, not per process), the cached access token (a secret at rest: read only by the
+    //    vendor client, never by the admin API), and small facts about the store itself.
+    r#"
+    CREATE TABLE vendor_calls (
+        kind  TEXT NOT NULL CHECK (kind IN ('send', 'token')),
+        at    INTEGER NOT NULL                  -- unix milliseconds, written before the call
+    );
+    CREATE INDEX vendor_calls_by_kind ON vendor_calls (kind, at);
+
+    CREATE TABLE vendor_token (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        owner       TEXT NOT NULL,              -- fingerprint of the credentials it was issued to
+        access      TEXT NOT NULL,
+        ea          TEXT NOT NULL,
+        fetched_at  INTEGER NOT NULL,           -- unix milliseconds
+        lifetime_s  INTEGER NOT NULL
+    );
+
+    CREATE TABLE vendor_pause (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        until   INTEGER NOT NULL,               -- unix milliseconds
+        reason  TEXT NOT NULL
+    );
+
+    CREATE TABLE meta (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    "#,
 ];

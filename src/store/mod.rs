@@ -3,7 +3,10 @@
 //! [`crate::enqueue`]; it owns the only connection that inserts events.
 
 pub mod admin;
+pub mod health;
+pub mod maintenance;
 mod migrations;
+pub mod vendor;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,17 +33,37 @@ pub fn unix_ms(t: SystemTime) -> i64 {
 #[derive(Debug)]
 pub struct StoreLock(#[allow(dead_code)] std::fs::File);
 
-/// Takes `<store>.lock` if it is free: `Ok(None)` while another process (or an application
-/// of this process that is stopping) holds it.
+/// The store file's real path: symlinks and `..` resolved, so that two spellings of one file
+/// take one lock. The file itself need not exist yet (its directory is created).
+///
+/// # Errors
+/// The directory cannot be created or resolved.
+pub fn canonical_path(path: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create store directory {}", dir.display()))?;
+    }
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return Ok(real);
+    }
+    let dir = std::fs::canonicalize(dir.unwrap_or(Path::new(".")))
+        .with_context(|| format!("cannot resolve the directory of {}", path.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("store.path {} names no file", path.display()))?;
+    Ok(dir.join(name))
+}
+
+/// Takes the lock file beside the store (`fxhook.db` → `fxhook.lock`, after resolving symlinks)
+/// if it is free: `Ok(None)` while another process (or an application of this process that is
+/// stopping) holds it. A separate file, because a POSIX lock on the database itself would
+/// interfere with SQLite's own locks.
 ///
 /// # Errors
 /// The lock file cannot be created or locked.
 pub fn try_lock(path: &Path) -> anyhow::Result<Option<StoreLock>> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create store directory {}", dir.display()))?;
-    }
-    let lock_path = path.with_extension("lock");
+    let lock_path = canonical_path(path)?.with_extension("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -66,6 +89,7 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create store directory {}", dir.display()))?;
     }
+    create_private(path)?;
     let mut conn =
         Connection::open(path).with_context(|| format!("cannot open store {}", path.display()))?;
     // Wait for the write lock in 1 ms steps (up to 10 s), not SQLite's default backoff that
@@ -86,6 +110,23 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
     migrate(&mut conn).with_context(|| format!("cannot migrate store {}", path.display()))?;
     Ok(conn)
+}
+
+/// Creates the store file readable by its owner only, when it does not exist: it holds
+/// payloads and the vendor access token. (SQLite gives its `-wal` and `-shm` files the same
+/// mode.) An existing file keeps the mode its operator gave it.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create store {}", path.display())),
+    }
 }
 
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
@@ -136,6 +177,19 @@ pub fn requeue_in_flight(conn: &Connection, now: SystemTime) -> anyhow::Result<u
         params![unix_ms(now)],
     )?;
     Ok(n)
+}
+
+/// Puts a claimed message back in the queue as it was, no attempt counted (shutdown began
+/// before its send, or the send could not be recorded first).
+///
+/// # Errors
+/// A database error.
+pub fn release_claim(conn: &Connection, id: i64) -> anyhow::Result<()> {
+    conn.execute(
+        "UPDATE messages SET state = 'queued', updated_at = ?2 WHERE id = ?1 AND state = 'in-flight'",
+        params![id, unix_ms(SystemTime::now())],
+    )?;
+    Ok(())
 }
 
 /// Puts back messages claimed before `cutoff` and never finished (a store error after the
@@ -452,6 +506,44 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(states, ["queued", "in-flight"]);
+    }
+
+    #[test]
+    fn a_store_reached_through_a_symlink_is_the_same_store_and_takes_the_same_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("alias")).unwrap();
+        let held = try_lock(&real.join("fx.db"))
+            .unwrap()
+            .expect("a free store");
+        assert!(
+            try_lock(&dir.path().join("alias/fx.db")).unwrap().is_none(),
+            "the symlinked directory names the same store"
+        );
+        assert!(
+            try_lock(&dir.path().join("alias/../real/./fx.db"))
+                .unwrap()
+                .is_none()
+        );
+        drop(open(&real.join("fx.db")).unwrap());
+        std::os::unix::fs::symlink(real.join("fx.db"), dir.path().join("link.db")).unwrap();
+        assert!(
+            try_lock(&dir.path().join("link.db")).unwrap().is_none(),
+            "a symlinked file names the same store"
+        );
+        drop(held);
+        assert!(try_lock(&dir.path().join("link.db")).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_new_store_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fx.db");
+        drop(open(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

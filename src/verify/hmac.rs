@@ -255,6 +255,10 @@ impl Scheme for HmacScheme {
         }
         Ok(())
     }
+
+    fn credential_headers(&self) -> Vec<String> {
+        vec![self.header.to_ascii_lowercase()]
+    }
 }
 
 #[cfg(test)]

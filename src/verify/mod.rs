@@ -146,6 +146,10 @@ pub trait Scheme: Send + Sync + fmt::Debug {
         secrets: &[Secret],
         now: SystemTime,
     ) -> Result<(), VerifyError>;
+
+    /// The headers that carry this scheme's signature or token (lower-case names). They are
+    /// never stored with an event, whatever they are called.
+    fn credential_headers(&self) -> Vec<String>;
 }
 
 /// A source's verification, compiled from its mapping file: the scheme plus the secrets.
@@ -193,6 +197,18 @@ impl Verifier {
         } else {
             Readiness::Active
         }
+    }
+
+    /// True when a header must not be stored with an event: it carries this source's
+    /// signature or token (by the scheme's own header names), or its value contains one of the
+    /// source's secrets (a proxy's `X-Original-URI` with `?token=…`, say).
+    pub fn is_credential(&self, name: &str, value: &[u8]) -> bool {
+        let named = self.scheme.as_ref().is_some_and(|s| {
+            s.credential_headers()
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+        });
+        named || self.secrets.iter().any(|s| s.appears_in(value))
     }
 
     /// The one door to [`Verified`].

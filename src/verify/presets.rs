@@ -396,4 +396,10 @@ impl Scheme for GitLab {
             self.token.check(webhook, secrets, now)
         }
     }
+
+    fn credential_headers(&self) -> Vec<String> {
+        let mut names = self.token.credential_headers();
+        names.extend(self.signing.credential_headers());
+        names
+    }
 }

@@ -57,6 +57,25 @@ impl Secret {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+
+    /// True when `text` contains this secret, as is or URL-encoded (a token in a query string
+    /// that a proxy copied into a header). Secrets shorter than four bytes are not looked for:
+    /// they would match nearly anything.
+    pub fn appears_in(&self, text: &[u8]) -> bool {
+        let secret = self.expose();
+        if secret.len() < 4 {
+            return false;
+        }
+        let contains = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+        if contains(secret.as_bytes()) {
+            return true;
+        }
+        // `serde_urlencoded` writes `k=<encoded>`: the part after `=` is the encoded secret.
+        serde_urlencoded::to_string([("k", secret)])
+            .ok()
+            .and_then(|kv| kv.strip_prefix("k=").map(str::to_string))
+            .is_some_and(|encoded| encoded != secret && contains(encoded.as_bytes()))
+    }
 }
 
 /// The default places of a source's secrets: `FXHOOK_SECRET_<SOURCE>` and its `_PREVIOUS`.

@@ -46,6 +46,10 @@ impl Scheme for Stripe {
         mac_matches(Algorithm::Sha256, secrets, Key::Text, &parts, &candidates)?;
         check_timestamp(timestamp, now, self.tolerance, "Stripe-Signature")
     }
+
+    fn credential_headers(&self) -> Vec<String> {
+        vec!["stripe-signature".into()]
+    }
 }
 
 /// A shared secret token: in a header, as `?token=` in the URL, or in `Authorization`
@@ -81,6 +85,10 @@ impl Scheme for SharedToken {
             None => Err(VerifyError::MissingHeader(self.header.clone())),
         }
     }
+
+    fn credential_headers(&self) -> Vec<String> {
+        vec![self.header.to_ascii_lowercase(), "authorization".into()]
+    }
 }
 
 /// The first of several signature headers that is present decides (Gitea sends its own header
@@ -101,6 +109,10 @@ impl Scheme for FirstPresent {
                 self.0.first().map(|s| s.header.clone()).unwrap_or_default(),
             )),
         }
+    }
+
+    fn credential_headers(&self) -> Vec<String> {
+        self.0.iter().flat_map(|s| s.credential_headers()).collect()
     }
 }
 

@@ -101,4 +101,8 @@ impl Scheme for StandardWebhooks {
         mac_matches(Algorithm::Sha256, secrets, Key::Whsec, &parts, &candidates)?;
         check_timestamp(h.timestamp, now, self.tolerance, h.timestamp_name)
     }
+
+    fn credential_headers(&self) -> Vec<String> {
+        vec!["webhook-signature".into(), "svix-signature".into()]
+    }
 }

@@ -27,6 +27,10 @@ impl Scheme for HeaderToken {
             .ok_or_else(|| VerifyError::MissingHeader(self.header.clone()))?;
         token_matches(token.as_bytes(), secrets)
     }
+
+    fn credential_headers(&self) -> Vec<String> {
+        vec![self.header.to_ascii_lowercase()]
+    }
 }
 
 /// `Authorization: Bearer <secret>`, or `Authorization: Basic …` whose `user:password` equals a
@@ -58,5 +62,9 @@ impl Scheme for AuthorizationHeader {
             return Err(VerifyError::Malformed("Authorization".into()));
         };
         token_matches(&presented, secrets)
+    }
+
+    fn credential_headers(&self) -> Vec<String> {
+        vec!["authorization".into()]
     }
 }

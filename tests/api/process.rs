@@ -35,9 +35,17 @@ impl Drop for Running {
 
 /// Starts `fxhook serve` in `dir` (port 0) and waits for its "listening" log line.
 pub fn serve(dir: &Path, env: &[(&str, &str)]) -> Running {
-    let mut child = fxhook()
-        .arg("serve")
+    let mut cmd = fxhook();
+    cmd.arg("serve");
+    serve_command(dir, cmd, env)
+}
+
+/// Starts `cmd` (an `fxhook serve`, perhaps wrapped) in `dir` on port 0 and waits for its
+/// "listening" log line.
+pub fn serve_command(dir: &Path, mut cmd: Command, env: &[(&str, &str)]) -> Running {
+    let mut child = cmd
         .current_dir(dir)
+        .env_remove("RUST_LOG")
         .env("FXHOOK__SERVER__LISTEN", "127.0.0.1:0")
         .envs(env.iter().copied())
         .stderr(Stdio::piped())

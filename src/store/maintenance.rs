@@ -1,0 +1,144 @@
+//! The store looking after itself: the heartbeat write behind `/readyz`, the integrity check
+//! run after an error, and the one-time scrub of credentials from headers stored by earlier
+//! versions.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::unix_ms;
+
+/// The `meta` key set once the stored headers have been scrubbed.
+const SCRUBBED: &str = "headers_scrubbed";
+/// The heartbeat writes about as much as a small event, so that it fails when an event would.
+const HEARTBEAT_BYTES: i64 = 16 * 1024;
+
+/// A small write transaction like an event's: it succeeds only when the store can take one.
+///
+/// # Errors
+/// The write failed (disk full, read-only file system, damaged database, …).
+pub fn heartbeat(conn: &mut Connection, now: std::time::SystemTime) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('heartbeat', ?1 || ':' || hex(randomblob(?2)))
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![unix_ms(now), HEARTBEAT_BYTES / 2])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// SQLite's `quick_check` (every page read, indexes not cross-checked): `None` when the file
+/// is intact, else the first problems it names.
+///
+/// # Errors
+/// The check itself could not run.
+pub fn quick_check(conn: &Connection) -> anyhow::Result<Option<String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let lines: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok((lines != ["ok"]).then(|| lines.join("; ")))
+}
+
+/// Rewrites the stored headers of every event once, with `keep(source, headers_json)` giving
+/// the cleaned JSON (or `None` to leave the row as it is). Earlier versions filtered headers by
+/// name only and could keep a source's token; the filter needs the loaded mappings, which a
+/// plain SQL migration does not have. Runs in batches, each its own transaction, and records
+/// that it ran; returns how many events changed.
+///
+/// # Errors
+/// A database error (the scrub runs again at the next start).
+pub fn scrub_headers_once(
+    conn: &mut Connection,
+    mut clean: impl FnMut(&str, &str) -> Option<String>,
+) -> anyhow::Result<usize> {
+    let done: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [SCRUBBED], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if done.is_some() {
+        return Ok(0);
+    }
+    let (mut after, mut changed) = (0i64, 0usize);
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let batch: Vec<(i64, String, String)> = tx
+            .prepare(
+                "SELECT rowid, source, headers FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT 1000",
+            )?
+            .query_map([after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        for (rowid, source, headers) in &batch {
+            if let Some(cleaned) = clean(source, headers).filter(|c| c != headers) {
+                tx.execute(
+                    "UPDATE events SET headers = ?2 WHERE rowid = ?1",
+                    params![rowid, cleaned],
+                )?;
+                changed += 1;
+            }
+        }
+        tx.commit()?;
+        match batch.last() {
+            Some((rowid, _, _)) => after = *rowid,
+            None => break,
+        }
+    }
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+        params![SCRUBBED, unix_ms(std::time::SystemTime::now())],
+    )?;
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scrub_cleans_every_event_once_and_then_never_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::open(&dir.path().join("fx.db")).unwrap();
+        for i in 0..2500 {
+            conn.execute(
+                "INSERT INTO events (id, source, received_at, headers, payload, state)
+                 VALUES (?1, 'jenkins', 0, '{\"x-api-key\":\"s3cret\",\"x-ok\":\"1\"}', x'7b7d', 'mapped')",
+                [format!("e{i}")],
+            )
+            .unwrap();
+        }
+        let clean = |_: &str, h: &str| Some(h.replace("\"x-api-key\":\"s3cret\",", ""));
+        assert_eq!(scrub_headers_once(&mut conn, clean).unwrap(), 2500);
+        let left: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE headers LIKE '%s3cret%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+        let mut calls = 0;
+        let counted = |_: &str, _: &str| {
+            calls += 1;
+            None
+        };
+        assert_eq!(scrub_headers_once(&mut conn, counted).unwrap(), 0);
+        assert_eq!(calls, 0, "a store already scrubbed is not read again");
+    }
+
+    #[test]
+    fn the_heartbeat_writes_and_an_intact_store_passes_its_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::open(&dir.path().join("fx.db")).unwrap();
+        heartbeat(&mut conn, std::time::SystemTime::now()).unwrap();
+        heartbeat(&mut conn, std::time::SystemTime::now()).unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM meta WHERE key = 'heartbeat'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(quick_check(&conn).unwrap(), None);
+    }
+}
