@@ -256,7 +256,7 @@ fn after_sigterm_no_new_send_starts_while_requests_drain_and_nothing_is_sent_twi
     wait_for(Duration::from_secs(20), "all twenty delivered", || {
         delivered(dir.path()) == 20
     });
-    let titles = titles_sent(&fake);
+    let titles = titles_sent(fake);
     let mut unique = titles.clone();
     unique.dedup();
     assert_eq!(titles.len(), 20, "each card sent once: {titles:?}");
@@ -333,5 +333,5 @@ fn a_send_in_progress_at_sigterm_finishes_and_is_not_sent_again_after_restart() 
     wait_for(Duration::from_secs(10), "the next card", || {
         delivered(dir.path()) == 2
     });
-    assert_eq!(titles_sent(&fake), ["note 0", "note 1"]);
+    assert_eq!(titles_sent(fake), ["note 0", "note 1"]);
 }
