@@ -12,6 +12,7 @@ mod examples;
 mod fake_fxiaoke;
 mod fuzz;
 mod helpers;
+mod log_injection;
 mod mapping;
 mod presets;
 mod process;

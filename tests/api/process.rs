@@ -53,7 +53,12 @@ pub fn serve(dir: &Path, env: &[(&str, &str)]) -> Running {
             if let Ok(mut all) = sink.lock() {
                 all.push(line.clone());
             }
-            if let Some(port) = line.split("port=").nth(1) {
+            // `port=1234` in the text format, `"port":1234` in the JSON one.
+            if let Some(port) = line
+                .split("port=")
+                .nth(1)
+                .or_else(|| line.split("\"port\":").nth(1))
+            {
                 let port: String = port.chars().take_while(char::is_ascii_digit).collect();
                 let _ = tx.send(port.parse::<u16>().ok());
             }
