@@ -21,3 +21,4 @@ mod reload;
 mod secrets_in_logs;
 mod signatures;
 mod store;
+mod tokens;

@@ -106,14 +106,26 @@ pub fn post(
     body: &[u8],
     headers: &[(&str, String)],
 ) -> (u16, serde_json::Value) {
+    let mut headers = headers.to_vec();
+    headers.push(("content-type", "application/json".into()));
+    send(port, reqwest::Method::POST, path, body, &headers)
+}
+
+/// Sends one request and returns the status and the JSON body (null when it is not JSON).
+pub fn send(
+    port: u16,
+    method: reqwest::Method,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> (u16, serde_json::Value) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let mut req = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}{path}"))
-            .header("content-type", "application/json")
+            .request(method, format!("http://127.0.0.1:{port}{path}"))
             .body(body.to_vec());
         for (n, v) in headers {
             req = req.header(*n, v);

@@ -1,0 +1,101 @@
+//! The bearer tokens of `/admin` and `/metrics`, on the real binary: the admin token is checked
+//! before anything of the request is read, the scheme is accepted in any case (RFC 7235), and a
+//! token short enough to guess is warned about at start-up without being printed.
+
+use reqwest::Method;
+
+use crate::process::{send, serve, workdir};
+
+const ADMIN_TOKEN: &str = "admin-token-long-enough-1";
+const METRICS_TOKEN: &str = "metrics-token-long-enough-2";
+
+/// Requests a prober sends without the token: a bad query, bad path ids, a body over the
+/// extractor's limit, a malformed body, an unknown source, an unknown route.
+fn probes() -> Vec<(Method, String, Vec<u8>)> {
+    let get = |path: &str| (Method::GET, path.to_string(), Vec::new());
+    let post = |path: &str, body: &[u8]| (Method::POST, path.to_string(), body.to_vec());
+    vec![
+        get("/admin/events?state=bogus"),
+        get("/admin/events?limit=many"),
+        get("/admin/messages?limit=1&limit=2&state"),
+        get("/admin/messages/not-a-number"),
+        get("/admin/events/%FF%FE"),
+        post("/admin/render/github", &vec![b'x'; 300 * 1024]),
+        post("/admin/render/github", b"{\"unterminated"),
+        post("/admin/render/no-such-source", b"{}"),
+        post("/admin/messages/0/replay", b""),
+        get("/admin/no-such-route"),
+    ]
+}
+
+#[test]
+fn an_unauthenticated_admin_request_gets_401_whatever_its_query_path_or_body() {
+    let dir = workdir();
+    let gateway = serve(dir.path(), &[("FXHOOK__ADMIN__TOKEN", ADMIN_TOKEN)]);
+
+    for credentials in [None, Some("Bearer wrong-token"), Some(ADMIN_TOKEN)] {
+        let headers: Vec<(&str, String)> = credentials
+            .map(|c| ("authorization", c.to_string()))
+            .into_iter()
+            .collect();
+        for (method, path, body) in probes() {
+            let (status, answer) = send(gateway.port, method.clone(), &path, &body, &headers);
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (401, Some("missing or wrong bearer token")),
+                "{method} {path} with {credentials:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn with_no_admin_token_every_admin_request_gets_the_404_that_says_the_api_is_off() {
+    let dir = workdir();
+    let gateway = serve(dir.path(), &[]);
+
+    for (method, path, body) in probes() {
+        let (status, answer) = send(gateway.port, method.clone(), &path, &body, &[]);
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (404, Some("the admin API is off: set admin.token")),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn the_bearer_scheme_is_accepted_in_any_case_by_the_admin_api_and_by_metrics() {
+    let dir = workdir();
+    let gateway = serve(
+        dir.path(),
+        &[
+            ("FXHOOK__ADMIN__TOKEN", ADMIN_TOKEN),
+            ("FXHOOK__METRICS__TOKEN", METRICS_TOKEN),
+        ],
+    );
+
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let as_admin = [("authorization", format!("{scheme} {ADMIN_TOKEN}"))];
+        let (status, answer) = send(gateway.port, Method::GET, "/admin/events", b"", &as_admin);
+        assert_eq!(status, 200, "{scheme}: {answer}");
+        assert!(answer["events"].is_array(), "{scheme}: {answer}");
+        let as_scraper = [("authorization", format!("{scheme}  {METRICS_TOKEN}"))];
+        let (status, _) = send(gateway.port, Method::GET, "/metrics", b"", &as_scraper);
+        assert_eq!(status, 200, "{scheme}");
+    }
+    // Only the scheme is case-insensitive: the token is compared exactly.
+    let shouted = [(
+        "authorization",
+        format!("Bearer {}", ADMIN_TOKEN.to_uppercase()),
+    )];
+    assert_eq!(
+        send(gateway.port, Method::GET, "/admin/events", b"", &shouted).0,
+        401
+    );
+    let basic = [("authorization", format!("Basic {ADMIN_TOKEN}"))];
+    assert_eq!(
+        send(gateway.port, Method::GET, "/admin/events", b"", &basic).0,
+        401
+    );
+}
