@@ -84,6 +84,11 @@ fn the_bearer_scheme_is_accepted_in_any_case_by_the_admin_api_and_by_metrics() {
         let (status, _) = send(gateway.port, Method::GET, "/metrics", b"", &as_scraper);
         assert_eq!(status, 200, "{scheme}");
     }
+    let logs = gateway.logs.lock().unwrap().clone();
+    assert!(
+        !logs.iter().any(|l| l.contains("shorter than")),
+        "{logs:#?}"
+    );
     // Only the scheme is case-insensitive: the token is compared exactly.
     let shouted = [(
         "authorization",
@@ -97,5 +102,44 @@ fn the_bearer_scheme_is_accepted_in_any_case_by_the_admin_api_and_by_metrics() {
     assert_eq!(
         send(gateway.port, Method::GET, "/admin/events", b"", &basic).0,
         401
+    );
+}
+
+#[test]
+fn a_short_admin_or_metrics_token_is_warned_about_without_its_value_and_the_gateway_serves() {
+    const SHORT_ADMIN: &str = "adm-7Qv2LxN9";
+    const SHORT_METRICS: &str = "met-3Hs8KdP1";
+    let dir = workdir();
+    let gateway = serve(
+        dir.path(),
+        &[
+            ("FXHOOK__ADMIN__TOKEN", SHORT_ADMIN),
+            ("FXHOOK__METRICS__TOKEN", SHORT_METRICS),
+        ],
+    );
+
+    let as_admin = [("authorization", format!("Bearer {SHORT_ADMIN}"))];
+    assert_eq!(
+        send(gateway.port, Method::GET, "/admin/events", b"", &as_admin).0,
+        200
+    );
+    let as_scraper = [("authorization", format!("Bearer {SHORT_METRICS}"))];
+    assert_eq!(
+        send(gateway.port, Method::GET, "/metrics", b"", &as_scraper).0,
+        200
+    );
+    let logs = gateway.logs.lock().unwrap().clone();
+    for key in ["admin.token", "metrics.token"] {
+        assert!(
+            logs.iter().any(|l| l.contains(" WARN ")
+                && l.contains(&format!("{key} is shorter than 16 characters"))),
+            "no warning about {key}: {logs:#?}"
+        );
+    }
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains(SHORT_ADMIN) || l.contains(SHORT_METRICS)),
+        "a token in the log: {logs:#?}"
     );
 }
