@@ -5,8 +5,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use rusqlite::Connection;
@@ -29,10 +32,11 @@ pub struct Admin {
     pub health: Arc<crate::store::health::StoreHealth>,
 }
 
-/// Registers `/admin/*`.
+/// Registers `/admin/*`, every route behind [`require_token`].
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin")
+            .wrap(from_fn(require_token))
             .route("/events", web::get().to(list_events))
             .route("/events/{id}", web::get().to(show_event))
             .route("/events/{id}/remap", web::post().to(remap_event))
@@ -87,13 +91,41 @@ impl ResponseError for AdminError {
     }
 }
 
-fn authorize<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a Admin, AdminError> {
-    let admin = state.admin.as_ref().ok_or(AdminError::Off)?;
-    if verify::bearer_matches(req.headers(), &admin.token) {
-        Ok(admin)
-    } else {
-        Err(AdminError::Unauthorized)
+/// The middleware of the `/admin` scope: the token is checked before anything else of the
+/// request (its path, query or body) is read, so an unauthenticated caller only ever gets a 401
+/// (or the 404 of an admin API that is off), whatever it sends.
+///
+/// # Errors
+/// Only those of the wrapped service.
+pub async fn require_token<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let refusal = match req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.admin.as_ref())
+    {
+        None => Some(AdminError::Off),
+        Some(admin) if !verify::bearer_matches(req.headers(), &admin.token) => {
+            Some(AdminError::Unauthorized)
+        }
+        Some(_) => None,
+    };
+    match refusal {
+        // An answer, not an error: the request-id middleware still logs it and tags it.
+        Some(refusal) => Ok(req
+            .into_response(refusal.error_response())
+            .map_into_right_body()),
+        None => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
     }
+}
+
+/// The admin API's own parts; behind [`require_token`] they are always there.
+fn admin_of(state: &AppState) -> Result<&Admin, AdminError> {
+    state.admin.as_ref().ok_or(AdminError::Off)
 }
 
 async fn with_conn<T: Send + 'static>(
@@ -137,11 +169,10 @@ impl ListQuery {
 }
 
 async fn list_events(
-    req: HttpRequest,
     state: web::Data<AppState>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = authorize(&req, &state)?;
+    let admin = admin_of(&state)?;
     let (filter, limit) = q.checked(EVENT_STATES)?;
     let events = with_conn(admin, move |c| {
         queries::list_events(c, filter.as_deref(), limit)
@@ -151,11 +182,10 @@ async fn list_events(
 }
 
 async fn list_messages(
-    req: HttpRequest,
     state: web::Data<AppState>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = authorize(&req, &state)?;
+    let admin = admin_of(&state)?;
     let (filter, limit) = q.checked(MESSAGE_STATES)?;
     let messages = with_conn(admin, move |c| {
         queries::list_messages(c, filter.as_deref(), limit)
@@ -165,11 +195,10 @@ async fn list_messages(
 }
 
 async fn show_event(
-    req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = authorize(&req, &state)?;
+    let admin = admin_of(&state)?;
     let id = id.into_inner();
     let shown = id.clone();
     with_conn(admin, move |c| queries::event_detail(c, &id))
@@ -184,11 +213,10 @@ fn message_id(text: &str) -> Result<i64, AdminError> {
 }
 
 async fn show_message(
-    req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = authorize(&req, &state)?;
+    let admin = admin_of(&state)?;
     let id = message_id(&id)?;
     with_conn(admin, move |c| queries::message_detail(c, id))
         .await?
@@ -197,11 +225,10 @@ async fn show_message(
 }
 
 async fn replay_message(
-    req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = authorize(&req, &state)?;
+    let admin = admin_of(&state)?;
     let id = message_id(&id)?;
     match with_conn(admin, move |c| {
         queries::replay_message(c, id, std::time::SystemTime::now())
@@ -223,11 +250,8 @@ async fn replay_message(
     }
 }
 
-async fn replay_dead(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AdminError> {
-    let admin = authorize(&req, &state)?;
+async fn replay_dead(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
+    let admin = admin_of(&state)?;
     let n = with_conn(admin, |c| {
         queries::replay_all_dead(c, std::time::SystemTime::now())
     })
@@ -255,11 +279,10 @@ fn stored_headers(json: &str) -> HeaderMap {
 }
 
 async fn remap_event(
-    req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = authorize(&req, &state)?;
+    let admin = admin_of(&state)?;
     let id = id.into_inner();
     let lookup = id.clone();
     let stored = with_conn(admin, move |c| queries::stored_event(c, &lookup))
@@ -303,8 +326,7 @@ async fn remap_event(
     Ok(HttpResponse::Ok().json(json!({"status": "remapped", "id": id, "result": result})))
 }
 
-async fn reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &state)?;
+async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
     let catalog = Arc::clone(&state.catalog);
     let report = web::block(move || catalog.reload())
         .await
@@ -319,7 +341,6 @@ async fn render(
     source: web::Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &state)?;
     let sources = state.catalog.load();
     let source = sources
         .get(source.as_str())

@@ -96,6 +96,10 @@ fn serve(config: Option<&Path>) -> ExitCode {
         Err(e) => return fail(&e),
     };
     crate::telemetry::init_with(settings.log.format);
+    settings
+        .warnings()
+        .iter()
+        .for_each(|w| tracing::warn!("{w}"));
     let result = actix_web::rt::System::new().block_on(async move {
         crate::startup::Application::build(settings)
             .await?

@@ -11,6 +11,9 @@ use anyhow::{Context, bail};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+/// Bearer tokens shorter than this are warned about at start-up.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 /// The whole configuration, as read from the file and the environment.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -509,6 +512,30 @@ impl Settings {
         Ok(())
     }
 
+    /// What start-up warns about without refusing to start: bearer tokens short enough to
+    /// guess. Each text names the key, never the token.
+    pub fn warnings(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        [
+            ("admin.token", &self.admin.token),
+            ("metrics.token", &self.metrics.token),
+        ]
+        .into_iter()
+        .filter(|(_, token)| {
+            token.as_ref().is_some_and(|t| {
+                let t = t.expose_secret().trim();
+                // Empty turns the admin API off: nothing to guess.
+                !t.is_empty() && t.chars().count() < MIN_TOKEN_CHARS
+            })
+        })
+        .map(|(key, _)| {
+            format!(
+                "{key} is shorter than {MIN_TOKEN_CHARS} characters and can be guessed: use a long random one (e.g. openssl rand -hex 32)"
+            )
+        })
+        .collect()
+    }
+
     /// `server.listen` as a socket address.
     ///
     /// # Errors
@@ -626,6 +653,23 @@ mod tests {
         // A tiny limit still leaves each worker one connection.
         let b = s.connection_budget(4, 10);
         assert_eq!(b.per_worker, 1);
+    }
+
+    #[test]
+    fn a_short_admin_or_metrics_token_is_warned_about_by_its_key_and_never_its_value() {
+        let mut settings = Settings::default();
+        assert!(settings.warnings().is_empty());
+        settings.admin.token = Some("short-admin".into());
+        settings.metrics.token = Some("0123456789abcdef".into());
+        let warnings = settings.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("admin.token is shorter than 16 characters"));
+        assert!(!warnings[0].contains("short-admin"));
+        settings.metrics.token = Some("tiny".into());
+        settings.admin.token = Some("  ".into());
+        let warnings = settings.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("metrics.token"));
     }
 
     #[test]

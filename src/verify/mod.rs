@@ -263,19 +263,24 @@ pub fn token_matches(presented: &[u8], secrets: &[Secret]) -> Result<(), VerifyE
         .ok_or(VerifyError::Mismatch)
 }
 
-/// True when the headers carry `Authorization: Bearer <token>` (constant-time compare); for
-/// the admin API and `/metrics`.
+/// An `Authorization` value split into its scheme and its credentials (`Bearer abc` →
+/// `("Bearer", "abc")`). Callers compare the scheme case-insensitively, as RFC 7235 says.
+pub fn authorization(value: &str) -> Option<(&str, &str)> {
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    Some((scheme, credentials.trim()))
+}
+
+/// True when the headers carry `Authorization: Bearer <token>` (the scheme in any case, the
+/// token compared in constant time); for the admin API and `/metrics`.
 pub fn bearer_matches(headers: &HeaderMap, token: &secrecy::SecretString) -> bool {
     use secrecy::ExposeSecret;
     headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|presented| {
-            constant_time_eq(
-                presented.trim().as_bytes(),
-                token.expose_secret().as_bytes(),
-            )
+        .and_then(authorization)
+        .is_some_and(|(scheme, presented)| {
+            scheme.eq_ignore_ascii_case("bearer")
+                && constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes())
         })
 }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 
-use super::{Scheme, Secret, VerifyError, Webhook, token_matches};
+use super::{Scheme, Secret, VerifyError, Webhook, authorization, token_matches};
 
 /// The whole header value must equal a secret.
 #[derive(Debug, Clone)]
@@ -48,15 +48,13 @@ impl Scheme for AuthorizationHeader {
         let value = webhook
             .header("authorization")
             .ok_or_else(|| VerifyError::MissingHeader("Authorization".into()))?;
-        let (scheme, rest) = value
-            .trim()
-            .split_once(' ')
-            .ok_or_else(|| VerifyError::Malformed("Authorization".into()))?;
+        let (scheme, rest) =
+            authorization(value).ok_or_else(|| VerifyError::Malformed("Authorization".into()))?;
         let presented: Vec<u8> = if scheme.eq_ignore_ascii_case("bearer") {
-            rest.trim().as_bytes().to_vec()
+            rest.as_bytes().to_vec()
         } else if scheme.eq_ignore_ascii_case("basic") {
             base64::engine::general_purpose::STANDARD
-                .decode(rest.trim())
+                .decode(rest)
                 .map_err(|_| VerifyError::Malformed("Authorization".into()))?
         } else {
             return Err(VerifyError::Malformed("Authorization".into()));

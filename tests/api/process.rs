@@ -61,7 +61,12 @@ pub fn serve_command(dir: &Path, mut cmd: Command, env: &[(&str, &str)]) -> Runn
             if let Ok(mut all) = sink.lock() {
                 all.push(line.clone());
             }
-            if let Some(port) = line.split("port=").nth(1) {
+            // `port=1234` in the text format, `"port":1234` in the JSON one.
+            if let Some(port) = line
+                .split("port=")
+                .nth(1)
+                .or_else(|| line.split("\"port\":").nth(1))
+            {
                 let port: String = port.chars().take_while(char::is_ascii_digit).collect();
                 let _ = tx.send(port.parse::<u16>().ok());
             }
@@ -109,14 +114,26 @@ pub fn post(
     body: &[u8],
     headers: &[(&str, String)],
 ) -> (u16, serde_json::Value) {
+    let mut headers = headers.to_vec();
+    headers.push(("content-type", "application/json".into()));
+    send(port, reqwest::Method::POST, path, body, &headers)
+}
+
+/// Sends one request and returns the status and the JSON body (null when it is not JSON).
+pub fn send(
+    port: u16,
+    method: reqwest::Method,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> (u16, serde_json::Value) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let mut req = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}{path}"))
-            .header("content-type", "application/json")
+            .request(method, format!("http://127.0.0.1:{port}{path}"))
             .body(body.to_vec());
         for (n, v) in headers {
             req = req.header(*n, v);
