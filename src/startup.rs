@@ -217,8 +217,9 @@ impl Application {
         })
         .workers(workers)
         .max_connections(budget.per_worker)
-        // Requests in progress at shutdown get as long as sends in progress.
-        .shutdown_timeout(grace.as_secs().max(1))
+        // Requests in progress at shutdown get as long as a send may take, so that the whole
+        // process is gone within request_timeout + 1 s (the worker's grace).
+        .shutdown_timeout(settings.delivery.request_timeout.as_secs().max(1))
         .disable_signals();
         let server = server.listen(listener)?.run();
         let stop_worker = Arc::new(tokio::sync::watch::channel(false).0);
