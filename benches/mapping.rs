@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use fxhook::map::Mapped;
+use fxhook::pipeline::Routed;
 use fxhook::route::Groups;
 use fxhook::source::{Source, load_file};
 use fxhook::verify::spec::Algorithm;
@@ -177,13 +177,13 @@ fn webhook(headers: &[(&str, &str)], body: Bytes) -> Webhook {
 }
 
 /// What a case maps to, for the log: the point is to time real renders, not the ignore path.
-fn describe(mapped: &Mapped) -> String {
+fn describe(mapped: &Routed) -> String {
     match mapped {
-        Mapped::Rendered { rule, messages } => {
+        Routed::Rendered { rule, messages } => {
             format!("rendered by rule {rule}, {} message(s)", messages.len())
         }
-        Mapped::Ignored { reason } => format!("IGNORED: {reason}"),
-        Mapped::Failed { rule, reason } => format!("FAILED in rule {rule}: {reason}"),
+        Routed::Ignored { reason } => format!("IGNORED: {reason}"),
+        Routed::Failed { rule, reason } => format!("FAILED in rule {rule}: {reason}"),
     }
 }
 
@@ -218,7 +218,12 @@ fn mapping(c: &mut Criterion) {
             };
             let request = webhook(case.headers, Bytes::from(body));
             let once = trust_offline(request.clone()).parse().expect("JSON");
-            let outcome = describe(&source.mapping.map(&once, &groups, tz));
+            let outcome = describe(&fxhook::pipeline::render(
+                &source.mapping,
+                &once,
+                &groups,
+                tz,
+            ));
             eprintln!(
                 "map/{stem}/{} ({} bytes): {outcome}",
                 case.event,
@@ -230,7 +235,12 @@ fn mapping(c: &mut Criterion) {
                     || request.clone(),
                     |request| {
                         let payload = trust_offline(request).parse().expect("JSON");
-                        black_box(source.mapping.map(&payload, &groups, tz))
+                        black_box(fxhook::pipeline::render(
+                            &source.mapping,
+                            &payload,
+                            &groups,
+                            tz,
+                        ))
                     },
                     BatchSize::SmallInput,
                 )
@@ -311,11 +321,12 @@ fn verification(c: &mut Criterion) {
             |w| {
                 let verified = source.verifier.verify(w).expect("signed");
                 let payload = verified.parse().expect("JSON");
-                black_box(
-                    source
-                        .mapping
-                        .map(&payload, &groups, chrono_tz::Asia::Shanghai),
-                )
+                black_box(fxhook::pipeline::render(
+                    &source.mapping,
+                    &payload,
+                    &groups,
+                    chrono_tz::Asia::Shanghai,
+                ))
             },
             BatchSize::SmallInput,
         )

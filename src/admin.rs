@@ -2,8 +2,8 @@
 //! list and inspect events and messages, replay dead messages, re-map a stored event after a
 //! fix, reload the mappings, and render a payload through a mapping.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -12,24 +12,29 @@ use actix_web::http::header::HeaderMap;
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
-use rusqlite::Connection;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Notify;
 
-use crate::enqueue::EventOutcome;
-use crate::receive::AppState;
-use crate::store::admin::{self as queries, EVENT_STATES, MESSAGE_STATES, Replay};
+use crate::pipeline;
+use crate::reload::Catalog;
+use crate::store::health::StoreHealth;
+use crate::store::{EventState, Inspect, MessageState, Replay};
 use crate::verify::{self, ContentKind, Webhook};
 
-/// What the admin API needs besides the shared state.
+/// What the admin API works with; registered as app data only when `admin.token` is set.
 pub struct Admin {
     /// The bearer token.
     pub token: SecretString,
-    /// Its own store connection.
-    pub conn: Arc<Mutex<Connection>>,
+    /// The store, as the admin API sees it.
+    pub store: Arc<dyn Inspect>,
     /// Told of store errors (a damaged store makes `/readyz` fail).
-    pub health: Arc<crate::store::health::StoreHealth>,
+    pub health: Arc<StoreHealth>,
+    /// The mappings (re-map, render, reload).
+    pub catalog: Arc<Catalog>,
+    /// Wakes the delivery worker after a replay or a re-map.
+    pub queued: Arc<Notify>,
 }
 
 /// Registers `/admin/*`, every route behind [`require_token`].
@@ -101,10 +106,7 @@ pub async fn require_token<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let refusal = match req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.admin.as_ref())
-    {
+    let refusal = match req.app_data::<web::Data<Admin>>() {
         None => Some(AdminError::Off),
         Some(admin) if !verify::bearer_matches(req.headers(), &admin.token) => {
             Some(AdminError::Unauthorized)
@@ -123,28 +125,22 @@ pub async fn require_token<B: MessageBody>(
     }
 }
 
-/// The admin API's own parts; behind [`require_token`] they are always there.
-fn admin_of(state: &AppState) -> Result<&Admin, AdminError> {
-    state.admin.as_ref().ok_or(AdminError::Off)
-}
-
-async fn with_conn<T: Send + 'static>(
-    admin: &Admin,
-    f: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, AdminError> {
-    let conn = Arc::clone(&admin.conn);
-    let result = web::block(move || {
-        let mut guard = conn
-            .lock()
-            .map_err(|_| anyhow::anyhow!("admin connection poisoned"))?;
-        f(&mut guard)
-    })
-    .await
-    .map_err(|e| AdminError::Internal(anyhow::anyhow!("admin task failed: {e}")))?;
-    result.map_err(|e| {
-        admin.health.report(&e);
-        AdminError::Internal(e)
-    })
+impl Admin {
+    /// Runs a store call off the async threads; a store error is reported to the store's
+    /// health (a damaged store makes `/readyz` fail) and answered with an opaque 500.
+    async fn store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Inspect) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, AdminError> {
+        let store = Arc::clone(&self.store);
+        let result = web::block(move || f(store.as_ref()))
+            .await
+            .map_err(|e| AdminError::Internal(anyhow::anyhow!("admin task failed: {e}")))?;
+        result.map_err(|e| {
+            self.health.report(&e);
+            AdminError::Internal(e)
+        })
+    }
 }
 
 /// `?state=…&limit=…`
@@ -155,53 +151,44 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn checked(&self, allowed: &[&str]) -> Result<(Option<String>, i64), AdminError> {
-        if let Some(s) = &self.state
-            && !allowed.contains(&s.as_str())
-        {
-            return Err(AdminError::BadRequest(format!(
-                "unknown state {s:?} (one of {})",
-                allowed.join(", ")
-            )));
-        }
-        Ok((self.state.clone(), self.limit.unwrap_or(100).clamp(1, 1000)))
+    /// The state filter parsed as `S`, and the limit within 1..=1000.
+    fn checked<S: std::str::FromStr<Err = String>>(&self) -> Result<(Option<S>, i64), AdminError> {
+        let state = self
+            .state
+            .as_deref()
+            .map(str::parse::<S>)
+            .transpose()
+            .map_err(AdminError::BadRequest)?;
+        Ok((state, self.limit.unwrap_or(100).clamp(1, 1000)))
     }
 }
 
 async fn list_events(
-    state: web::Data<AppState>,
+    admin: web::Data<Admin>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = admin_of(&state)?;
-    let (filter, limit) = q.checked(EVENT_STATES)?;
-    let events = with_conn(admin, move |c| {
-        queries::list_events(c, filter.as_deref(), limit)
-    })
-    .await?;
+    let (filter, limit) = q.checked::<EventState>()?;
+    let events = admin.store(move |s| s.list_events(filter, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "events": events })))
 }
 
 async fn list_messages(
-    state: web::Data<AppState>,
+    admin: web::Data<Admin>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = admin_of(&state)?;
-    let (filter, limit) = q.checked(MESSAGE_STATES)?;
-    let messages = with_conn(admin, move |c| {
-        queries::list_messages(c, filter.as_deref(), limit)
-    })
-    .await?;
+    let (filter, limit) = q.checked::<MessageState>()?;
+    let messages = admin.store(move |s| s.list_messages(filter, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
 }
 
 async fn show_event(
-    state: web::Data<AppState>,
+    admin: web::Data<Admin>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = admin_of(&state)?;
     let id = id.into_inner();
     let shown = id.clone();
-    with_conn(admin, move |c| queries::event_detail(c, &id))
+    admin
+        .store(move |s| s.event_detail(&id))
         .await?
         .map(|e| HttpResponse::Ok().json(e))
         .ok_or_else(|| AdminError::NotFound(format!("no event {shown}")))
@@ -213,30 +200,28 @@ fn message_id(text: &str) -> Result<i64, AdminError> {
 }
 
 async fn show_message(
-    state: web::Data<AppState>,
+    admin: web::Data<Admin>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = admin_of(&state)?;
     let id = message_id(&id)?;
-    with_conn(admin, move |c| queries::message_detail(c, id))
+    admin
+        .store(move |s| s.message_detail(id))
         .await?
         .map(|m| HttpResponse::Ok().json(m))
         .ok_or_else(|| AdminError::NotFound(format!("no message {id}")))
 }
 
 async fn replay_message(
-    state: web::Data<AppState>,
+    admin: web::Data<Admin>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = admin_of(&state)?;
     let id = message_id(&id)?;
-    match with_conn(admin, move |c| {
-        queries::replay_message(c, id, std::time::SystemTime::now())
-    })
-    .await?
+    match admin
+        .store(move |s| s.replay_message(id, SystemTime::now()))
+        .await?
     {
         Replay::Queued => {
-            state.queued.notify_one();
+            admin.queued.notify_one();
             tracing::info!(message_id = id, "message replayed by an admin");
             Ok(HttpResponse::Ok().json(json!({"status": "queued", "id": id})))
         }
@@ -250,13 +235,11 @@ async fn replay_message(
     }
 }
 
-async fn replay_dead(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
-    let admin = admin_of(&state)?;
-    let n = with_conn(admin, |c| {
-        queries::replay_all_dead(c, std::time::SystemTime::now())
-    })
-    .await?;
-    state.queued.notify_one();
+async fn replay_dead(admin: web::Data<Admin>) -> Result<HttpResponse, AdminError> {
+    let n = admin
+        .store(|s| s.replay_all_dead(SystemTime::now()))
+        .await?;
+    admin.queued.notify_one();
     tracing::info!(messages = n, "dead messages replayed by an admin");
     Ok(HttpResponse::Ok().json(json!({"status": "queued", "replayed": n})))
 }
@@ -279,38 +262,41 @@ fn stored_headers(json: &str) -> HeaderMap {
 }
 
 async fn remap_event(
-    state: web::Data<AppState>,
+    admin: web::Data<Admin>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let admin = admin_of(&state)?;
     let id = id.into_inner();
     let lookup = id.clone();
-    let stored = with_conn(admin, move |c| queries::stored_event(c, &lookup))
+    let stored = admin
+        .store(move |s| s.stored_event(&lookup))
         .await?
         .ok_or_else(|| AdminError::NotFound(format!("no event {id}")))?;
-    let sources = state.catalog.load();
+    let catalog = &admin.catalog;
+    let sources = catalog.load();
     let source = sources.get(&stored.source).ok_or_else(|| {
         AdminError::Conflict(format!("source {} has no loaded mapping", stored.source))
     })?;
-    let received = UNIX_EPOCH + Duration::from_millis(stored.received_at.max(0) as u64);
+    let received = crate::store::from_unix_ms(stored.received_at);
     let payload = verify::restore_verified(
         stored_headers(&stored.headers),
         Bytes::from(stored.payload),
         received,
     )
     .map_err(|e| AdminError::Conflict(format!("stored payload: {e}")))?;
-    let mapped = source
-        .mapping
-        .map(&payload, &state.catalog.groups, state.tz);
-    let document = mapped.render_document();
-    let outcome = EventOutcome::from_mapped(mapped).map_err(|reason| {
+    let routed = pipeline::render(
+        &source.mapping,
+        &payload,
+        &catalog.groups,
+        catalog.options.tz,
+    );
+    let document = routed.document();
+    let outcome = routed.outcome().map_err(|reason| {
         AdminError::Conflict(format!("the mapping now ignores this event: {reason}"))
     })?;
     let target = id.clone();
-    let applied = with_conn(admin, move |c| {
-        queries::apply_remap(c, &target, &outcome, std::time::SystemTime::now())
-    })
-    .await?;
+    let applied = admin
+        .store(move |s| s.apply_remap(&target, &outcome, SystemTime::now()))
+        .await?;
     if !applied {
         return Err(AdminError::Conflict(match document {
             Err(reason) => format!("the mapping still fails ({reason}): nothing changed"),
@@ -319,15 +305,15 @@ async fn remap_event(
             ),
         }));
     }
-    state.queued.notify_one();
+    admin.queued.notify_one();
     tracing::info!(event_id = %id, "event re-mapped by an admin");
     // A failing mapping was refused above, so the document is the rendered result.
     let result = document.unwrap_or_default();
     Ok(HttpResponse::Ok().json(json!({"status": "remapped", "id": id, "result": result})))
 }
 
-async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
-    let catalog = Arc::clone(&state.catalog);
+async fn reload(admin: web::Data<Admin>) -> Result<HttpResponse, AdminError> {
+    let catalog = Arc::clone(&admin.catalog);
     let report = web::block(move || catalog.reload())
         .await
         .map_err(|e| AdminError::Internal(anyhow::anyhow!("reload task failed: {e}")))??;
@@ -337,11 +323,12 @@ async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> 
 
 async fn render(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    admin: web::Data<Admin>,
     source: web::Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, AdminError> {
-    let sources = state.catalog.load();
+    let catalog = &admin.catalog;
+    let sources = catalog.load();
     let source = sources
         .get(source.as_str())
         .ok_or_else(|| AdminError::NotFound(format!("unknown source {source}")))?;
@@ -355,10 +342,13 @@ async fn render(
     let payload = verify::trust_offline(webhook)
         .parse()
         .map_err(|e| AdminError::BadRequest(e.to_string()))?;
-    match source
-        .mapping
-        .map(&payload, &state.catalog.groups, state.tz)
-        .render_document()
+    match pipeline::render(
+        &source.mapping,
+        &payload,
+        &catalog.groups,
+        catalog.options.tz,
+    )
+    .document()
     {
         Ok(doc) => Ok(HttpResponse::Ok().json(doc)),
         Err(reason) => Err(AdminError::BadRequest(reason)),

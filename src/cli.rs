@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::diagnostic::Severity;
-use crate::map::Mapped;
+use crate::pipeline::Routed;
 use crate::route::Groups;
+use crate::source::LoadOptions;
 use crate::verify::{ContentKind, Webhook};
 
 /// fxhook: webhooks from CI, monitoring and Git hosts, delivered as Fxiaoke cards.
@@ -125,12 +126,8 @@ fn check(config: Option<&Path>) -> ExitCode {
         Err(e) => return fail(&anyhow::anyhow!(e)),
     };
     // In check, a failing example is an error: it fails the admin's CI.
-    let set = match crate::source::load_dir_with(
-        &settings.mappings.dir,
-        &groups,
-        &settings.cards,
-        Severity::Error,
-    ) {
+    let options = LoadOptions::from_settings(&settings, Severity::Error);
+    let set = match crate::source::load_dir_with(&settings.mappings.dir, &groups, &options) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
@@ -162,21 +159,22 @@ fn check(config: Option<&Path>) -> ExitCode {
 /// The first thing to run after entering credentials: every step and the vendor's answer.
 fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
     use crate::card::{Card, Link, Row, SendBody};
-    use crate::deliver::fxiaoke::{Credentials, FxiaokeClient};
+    use crate::config::DeliveryMode;
+    use crate::deliver::fxiaoke::FxiaokeClient;
     use crate::deliver::policy::Answer;
     let run = || -> anyhow::Result<bool> {
         let settings = Settings::load(config)?;
         let f = &settings.fxiaoke;
-        let creds = Credentials::from_settings(f).context(
-            "fxiaoke.app_id, app_secret, permanent_code and user_id must all be set (FXHOOK__FXIAOKE__…)",
-        )?;
+        let DeliveryMode::Live(creds) = f.mode().map_err(anyhow::Error::msg)? else {
+            anyhow::bail!(
+                "fxiaoke.app_id, app_secret, permanent_code and user_id must all be set (FXHOOK__FXIAOKE__…), and dry_run off"
+            );
+        };
         let to = crate::route::RecipientId::try_from(to.to_string()).map_err(anyhow::Error::msg)?;
         let d = &settings.delivery;
         // The gateway's own ledger: a test send shares the token and the vendor's limits with
         // a gateway running on the same store.
-        let ledger = std::sync::Arc::new(crate::store::vendor::SqliteLedger::open(
-            &settings.store.path,
-        )?);
+        let ledger = std::sync::Arc::new(crate::store::sqlite::Sqlite::open(&settings.store.path)?);
         let client = FxiaokeClient::new(
             &f.base_url,
             creds,
@@ -267,7 +265,7 @@ fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
 fn healthcheck(config: Option<&Path>) -> ExitCode {
     use std::io::{Read, Write};
     let probe = || -> anyhow::Result<bool> {
-        let mut addr = Settings::load(config)?.listen_addr()?;
+        let mut addr = Settings::load(config)?.server.listen;
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
@@ -329,7 +327,6 @@ pub fn render_json(
 ) -> anyhow::Result<serde_json::Value> {
     let settings = Settings::load(config)?;
     let groups = Groups::new(&settings.groups).map_err(anyhow::Error::msg)?;
-    let tz = settings.timezone()?;
     let file = ["yaml", "yml"]
         .iter()
         .map(|ext| settings.mappings.dir.join(format!("{source}.{ext}")))
@@ -340,8 +337,8 @@ pub fn render_json(
                 settings.mappings.dir.display()
             )
         })?;
-    let (loaded, diagnostics) =
-        crate::source::load_file_with(&file, &groups, &settings.cards, Severity::Warning);
+    let options = LoadOptions::from_settings(&settings, Severity::Warning);
+    let (loaded, diagnostics) = crate::source::load_file_with(&file, &groups, &options);
     // Warnings about secrets and groups are `check`'s business; render reports errors only.
     for d in diagnostics.iter().filter(|d| d.severity == Severity::Error) {
         eprintln!("{d}");
@@ -359,13 +356,13 @@ pub fn render_json(
     let parsed = crate::verify::trust_offline(webhook)
         .parse()
         .with_context(|| format!("{} is not a JSON payload", payload.display()))?;
-    let mapped = loaded.mapping.map(&parsed, &groups, tz);
-    if let Mapped::Rendered { rule, messages } = &mapped
+    let routed = crate::pipeline::render(&loaded.mapping, &parsed, &groups, options.tz);
+    if let Routed::Rendered { rule, messages } = &routed
         && messages.iter().any(|m| m.to_user.is_empty())
     {
         eprintln!(
             "warning: rule {rule} reaches no recipient: the message would be stored as failed (no recipients)"
         );
     }
-    mapped.render_document().map_err(anyhow::Error::msg)
+    routed.document().map_err(anyhow::Error::msg)
 }

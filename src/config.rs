@@ -74,12 +74,13 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     /// Address and port to listen on.
-    pub listen: String,
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
     /// Largest accepted request body, in bytes; larger ones get 413 before they are buffered.
     pub max_body_bytes: usize,
     /// Reverse proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
-    #[serde(deserialize_with = "string_list")]
-    pub trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "ip_ranges")]
+    pub trusted_proxies: Vec<IpRange>,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
     /// Serve every route under this prefix (e.g. `/fxhook` behind a shared host); empty: none.
@@ -96,7 +97,7 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8080".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
             trusted_proxies: Vec::new(),
             workers: 0,
@@ -187,8 +188,9 @@ pub struct MappingSettings {
     pub dir: PathBuf,
     /// Reload mapping files when they change.
     pub watch: bool,
-    /// Time zone of the `date` filter (an IANA name).
-    pub timezone: String,
+    /// Time zone of the `date` filter (an IANA name such as `Asia/Shanghai`).
+    #[serde(deserialize_with = "time_zone")]
+    pub timezone: chrono_tz::Tz,
 }
 
 impl Default for MappingSettings {
@@ -196,7 +198,7 @@ impl Default for MappingSettings {
         Self {
             dir: PathBuf::from("mappings"),
             watch: true,
-            timezone: "Asia/Shanghai".into(),
+            timezone: chrono_tz::Asia::Shanghai,
         }
     }
 }
@@ -232,24 +234,77 @@ impl Default for FxiaokeSettings {
     }
 }
 
-impl FxiaokeSettings {
-    /// True when every credential needed for a live send is present.
-    pub fn has_credentials(&self) -> bool {
-        use secrecy::ExposeSecret;
-        let set = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.trim().is_empty());
-        let set_secret = |s: &Option<SecretString>| {
-            s.as_ref()
-                .is_some_and(|v| !v.expose_secret().trim().is_empty())
-        };
-        set(&self.app_id)
-            && set(&self.user_id)
-            && set_secret(&self.app_secret)
-            && set_secret(&self.permanent_code)
-    }
+/// The app credentials of a live send, all four present.
+pub struct Credentials {
+    /// The self-built app's id.
+    pub app_id: String,
+    /// The app's secret.
+    pub app_secret: SecretString,
+    /// The enterprise's permanent code.
+    pub permanent_code: SecretString,
+    /// The acting employee id (`x-fs-userid`).
+    pub user_id: String,
+}
 
-    /// Dry run when asked for, or when there is nothing to send with.
-    pub fn effective_dry_run(&self) -> bool {
-        self.dry_run || !self.has_credentials()
+/// How messages leave, as the `fxiaoke` section decides it.
+pub enum DeliveryMode {
+    /// Logged and marked delivered: `dry_run: true`, or no credential at all.
+    DryRun,
+    /// Sent with these credentials.
+    Live(Credentials),
+}
+
+impl FxiaokeSettings {
+    /// The delivery mode: dry run when asked for or when no credential is set; live with all
+    /// four; an error naming the missing keys when some but not all are set (a typo must not
+    /// turn into a dry run that sends nothing).
+    ///
+    /// # Errors
+    /// Some credentials but not all.
+    pub fn mode(&self) -> Result<DeliveryMode, String> {
+        use secrecy::ExposeSecret;
+        let text = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let secret = |v: &Option<SecretString>| {
+            v.as_ref()
+                .map(|s| s.expose_secret().trim().to_string())
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from)
+        };
+        let (app_id, app_secret) = (text(&self.app_id), secret(&self.app_secret));
+        let (permanent_code, user_id) = (secret(&self.permanent_code), text(&self.user_id));
+        if self.dry_run {
+            return Ok(DeliveryMode::DryRun);
+        }
+        let missing: Vec<&str> = [
+            ("app_id", app_id.is_none()),
+            ("app_secret", app_secret.is_none()),
+            ("permanent_code", permanent_code.is_none()),
+            ("user_id", user_id.is_none()),
+        ]
+        .iter()
+        .filter(|(_, missing)| *missing)
+        .map(|(k, _)| *k)
+        .collect();
+        match (app_id, app_secret, permanent_code, user_id) {
+            (Some(app_id), Some(app_secret), Some(permanent_code), Some(user_id)) => {
+                Ok(DeliveryMode::Live(Credentials {
+                    app_id,
+                    app_secret,
+                    permanent_code,
+                    user_id,
+                }))
+            }
+            _ if missing.len() == 4 => Ok(DeliveryMode::DryRun),
+            _ => Err(format!(
+                "fxiaoke.{} missing (set all four credentials, or none for dry run, or fxiaoke.dry_run: true)",
+                missing.join(", fxiaoke.")
+            )),
+        }
     }
 }
 
@@ -356,6 +411,38 @@ fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     Ok(ListOrText::deserialize(d)?.into_vec())
 }
 
+/// `IP:PORT`.
+fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an IP:PORT address such as 127.0.0.1:8080"
+        ))
+    })
+}
+
+/// Addresses or CIDR ranges, as a list or one comma-separated string.
+fn ip_ranges<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpRange>, D::Error> {
+    string_list(d)?
+        .iter()
+        .map(|p| {
+            parse_ip_range(p).map_err(|_| {
+                serde::de::Error::custom(format!("{p:?} is not an IP address or CIDR range"))
+            })
+        })
+        .collect()
+}
+
+/// An IANA zone name.
+fn time_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an IANA time zone such as Asia/Shanghai"
+        ))
+    })
+}
+
 fn groups<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
@@ -418,7 +505,6 @@ impl Settings {
 
     /// Checks what serde cannot: addresses, ranges, names.
     fn validate(&self) -> anyhow::Result<()> {
-        self.listen_addr()?;
         let prefix = &self.server.path_prefix;
         if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.ends_with('/')) {
             bail!(
@@ -434,12 +520,6 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             bail!("invalid configuration: server.max_body_bytes must be greater than 0");
         }
-        for proxy in &self.server.trusted_proxies {
-            parse_ip_range(proxy).with_context(|| {
-                format!("invalid configuration: server.trusted_proxies: {proxy:?} is not an IP address or CIDR range")
-            })?;
-        }
-        self.timezone()?;
         if self.store.commit_batch == 0 {
             bail!("invalid configuration: store.commit_batch must be greater than 0");
         }
@@ -457,43 +537,8 @@ impl Settings {
         if self.delivery.retry_schedule.is_empty() {
             bail!("invalid configuration: delivery.retry_schedule must list at least one delay");
         }
-        // Some credentials but not all: a typo, not a wish for dry run (which would mark every
-        // card delivered without sending it).
-        if !self.fxiaoke.dry_run && !self.fxiaoke.has_credentials() {
-            let f = &self.fxiaoke;
-            let present = [
-                (
-                    "app_id",
-                    f.app_id.as_deref().is_some_and(|v| !v.trim().is_empty()),
-                ),
-                (
-                    "app_secret",
-                    f.app_secret.as_ref().is_some_and(|v| {
-                        !secrecy::ExposeSecret::expose_secret(v).trim().is_empty()
-                    }),
-                ),
-                (
-                    "permanent_code",
-                    f.permanent_code.as_ref().is_some_and(|v| {
-                        !secrecy::ExposeSecret::expose_secret(v).trim().is_empty()
-                    }),
-                ),
-                (
-                    "user_id",
-                    f.user_id.as_deref().is_some_and(|v| !v.trim().is_empty()),
-                ),
-            ];
-            if present.iter().any(|(_, set)| *set) {
-                let missing: Vec<&str> = present
-                    .iter()
-                    .filter(|(_, set)| !set)
-                    .map(|(k, _)| *k)
-                    .collect();
-                bail!(
-                    "invalid configuration: fxiaoke.{} missing (set all four credentials, or none for dry run, or fxiaoke.dry_run: true)",
-                    missing.join(", fxiaoke.")
-                );
-            }
+        if let Err(e) = self.fxiaoke.mode() {
+            bail!("invalid configuration: {e}");
         }
         let base = self.fxiaoke.base_url.trim();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
@@ -534,32 +579,6 @@ impl Settings {
             )
         })
         .collect()
-    }
-
-    /// `server.listen` as a socket address.
-    ///
-    /// # Errors
-    /// When it is not `IP:PORT`.
-    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.server.listen.parse().with_context(|| {
-            format!(
-                "invalid configuration: server.listen: {:?} is not an IP:PORT address",
-                self.server.listen
-            )
-        })
-    }
-
-    /// `mappings.timezone` as a time zone.
-    ///
-    /// # Errors
-    /// When it is not an IANA zone name.
-    pub fn timezone(&self) -> anyhow::Result<chrono_tz::Tz> {
-        self.mappings.timezone.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "invalid configuration: mappings.timezone: {:?} is not an IANA time zone such as Asia/Shanghai",
-                self.mappings.timezone
-            )
-        })
     }
 }
 
@@ -673,8 +692,23 @@ mod tests {
     }
 
     #[test]
-    fn credentials_missing_means_dry_run() {
-        let s = FxiaokeSettings::default();
-        assert!(s.effective_dry_run());
+    fn no_credentials_mean_dry_run_all_four_live_and_some_an_error_naming_the_rest() {
+        let mut s = FxiaokeSettings::default();
+        assert!(matches!(s.mode(), Ok(DeliveryMode::DryRun)));
+        s.app_id = Some("app".into());
+        s.app_secret = Some("secret".into());
+        let err = s.mode().err().unwrap();
+        assert!(
+            err.starts_with("fxiaoke.permanent_code, fxiaoke.user_id missing"),
+            "{err}"
+        );
+        s.permanent_code = Some("perm".into());
+        s.user_id = Some(" 1000 ".into());
+        match s.mode() {
+            Ok(DeliveryMode::Live(c)) => assert_eq!(c.user_id, "1000"),
+            _ => panic!("all four make a live mode"),
+        }
+        s.dry_run = true;
+        assert!(matches!(s.mode(), Ok(DeliveryMode::DryRun)));
     }
 }

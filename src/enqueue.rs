@@ -1,11 +1,11 @@
-//! Enqueue: the fifth step. One writer thread owns the ingest connection and commits accepted
-//! events in small groups (group commit): it takes every event waiting in its channel, up to
-//! `store.commit_batch`, writes them in one transaction with `synchronous=FULL`, and only then
-//! answers each request. So a 202 is never sent before its own rows are durable, and one fsync
-//! serves many requests under load.
+//! Enqueue: the fifth step. One writer thread owns the ingest side of the store and commits
+//! accepted events in small groups (group commit): it takes every event waiting in its channel,
+//! up to `store.commit_batch`, commits them in one transaction, and only then answers each
+//! request. So a 202 is never sent before its own rows are durable, and one fsync serves many
+//! requests under load. Dedup is checked in that same transaction (see [`store::Ingest`]).
 //!
-//! Dedup lives here too: checking and recording a delivery id in the same transaction as the
-//! event makes two concurrent requests with one id impossible to both accept.
+//! Around it: [`watch_store`] refuses new events while the store is over its bounds, has the
+//! writer prove every few seconds that it can write, and runs the integrity check after an error.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,98 +13,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::store::health::StoreHealth;
-use crate::store::{maintenance, unix_ms};
-
-/// A message rendered from an event, ready to be stored.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    /// The exact `/cgi/message/send` body.
-    pub body: String,
-    /// `None`: queued for delivery; `Some(reason)`: stored as failed (no recipients, …).
-    pub failed: Option<String>,
-}
-
-/// What mapping made of an event.
-#[derive(Debug, Clone)]
-pub enum EventOutcome {
-    /// Rendered into these messages by the named rule.
-    Mapped {
-        /// The rule that matched.
-        rule: String,
-        /// Its messages.
-        messages: Vec<NewMessage>,
-    },
-    /// Mapping failed; kept for a re-map.
-    Failed {
-        /// The rule that matched, if one did.
-        rule: Option<String>,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl EventOutcome {
-    /// What to store for a mapping result; `Err(reason)` for an ignored event (nothing stored).
-    ///
-    /// # Errors
-    /// The event is ignored.
-    pub fn from_mapped(mapped: crate::map::Mapped) -> Result<EventOutcome, String> {
-        use crate::map::Mapped;
-        match mapped {
-            Mapped::Ignored { reason } => Err(reason),
-            Mapped::Rendered { rule, messages } => Ok(EventOutcome::Mapped {
-                rule,
-                messages: messages
-                    .iter()
-                    .map(|m| NewMessage {
-                        // Serialising a struct of strings cannot fail.
-                        body: serde_json::to_string(m).unwrap_or_default(),
-                        failed: m.to_user.is_empty().then(|| "no recipients".to_string()),
-                    })
-                    .collect(),
-            }),
-            Mapped::Failed { rule, reason } => Ok(EventOutcome::Failed {
-                rule: Some(rule),
-                reason,
-            }),
-        }
-    }
-}
-
-/// An accepted event to commit.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    /// Its id, returned to the sender.
-    pub id: String,
-    /// Source name.
-    pub source: String,
-    /// Event type, when the sender names it.
-    pub event_type: Option<String>,
-    /// Delivery id used for dedup.
-    pub delivery_id: Option<String>,
-    /// Arrival time.
-    pub received_at: SystemTime,
-    /// Headers as a JSON object, credentials removed.
-    pub headers: String,
-    /// The verified JSON payload.
-    pub payload: Bytes,
-    /// The mapping result.
-    pub outcome: EventOutcome,
-}
-
-/// What the commit did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Committed {
-    /// Stored under this id.
-    Accepted(String),
-    /// A delivery id already seen within the window: nothing stored; the first event's id.
-    Duplicate(String),
-}
+use crate::store::{Committed, EventOutcome, Ingest, Monitor, NewEvent};
 
 /// Why an event was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -128,16 +40,16 @@ struct Job {
 enum Work {
     /// Commit an event.
     Event(Job),
-    /// Write the heartbeat (see [`maintenance::heartbeat`]).
+    /// Prove the store can take an event (see [`store::Ingest::heartbeat`]).
     Heartbeat,
 }
 
-/// Bounds of the store, checked every second by [`watch_bounds`].
+/// Bounds of the store, checked every second by [`watch_store`].
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
     /// Most queued messages.
     pub max_queued: u64,
-    /// Largest store file, in bytes.
+    /// Largest store, in bytes.
     pub max_bytes: u64,
 }
 
@@ -147,10 +59,10 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// Every second, compares the queue and the store size with `bounds` and refuses new events
 /// (503 + Retry-After) while either is over; asks the writer for a heartbeat write every few
 /// seconds; and runs the integrity check once after a store error was reported. Runs until the
-/// process ends.
+/// writer stops.
 pub fn watch_store(
     enqueuer: &Enqueuer,
-    reader: Arc<std::sync::Mutex<Connection>>,
+    monitor: Arc<dyn Monitor>,
     bounds: Bounds,
     health: Arc<StoreHealth>,
 ) {
@@ -171,41 +83,11 @@ pub fn watch_store(
                 let _ = writer.try_send(Work::Heartbeat);
             }
             if health.take_check_request() {
-                let reader = Arc::clone(&reader);
-                let checked = tokio::task::spawn_blocking(move || {
-                    let conn = reader
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("reader poisoned"))?;
-                    maintenance::quick_check(&conn)
-                })
-                .await;
-                match checked {
-                    Ok(Ok(damage)) => {
-                        if let Some(d) = &damage {
-                            tracing::error!(damage = %d, "the store failed its integrity check: restore it from a backup");
-                        }
-                        health.checked(damage);
-                    }
-                    Ok(Err(e)) => health.checked(Some(format!("{e:#}"))),
-                    Err(e) => tracing::warn!(error = %e, "integrity check task failed"),
-                }
+                check_integrity(&monitor, &health).await;
             }
-            let reader = Arc::clone(&reader);
+            let m = Arc::clone(&monitor);
             let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
-                let conn = reader
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("reader poisoned"))?;
-                let queued: i64 = conn.query_row(
-                    "SELECT COUNT(*) FROM messages WHERE state = 'queued'",
-                    [],
-                    |r| r.get(0),
-                )?;
-                let bytes: i64 = conn.query_row(
-                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-                    [],
-                    |r| r.get(0),
-                )?;
-                Ok((queued.max(0) as u64, bytes.max(0) as u64))
+                Ok((m.queue_stats()?.queued, m.size_bytes()?))
             })
             .await;
             let Ok(Ok((queued, bytes))) = measured else {
@@ -232,6 +114,20 @@ pub fn watch_store(
     });
 }
 
+async fn check_integrity(monitor: &Arc<dyn Monitor>, health: &StoreHealth) {
+    let m = Arc::clone(monitor);
+    match tokio::task::spawn_blocking(move || m.integrity_check()).await {
+        Ok(Ok(damage)) => {
+            if let Some(d) = &damage {
+                tracing::error!(damage = %d, "the store failed its integrity check: restore it from a backup");
+            }
+            health.checked(damage);
+        }
+        Ok(Err(e)) => health.checked(Some(format!("{e:#}"))),
+        Err(e) => tracing::warn!(error = %e, "integrity check task failed"),
+    }
+}
+
 /// Settings of the writer.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterSettings {
@@ -243,29 +139,55 @@ pub struct WriterSettings {
     pub dedup_window: Duration,
 }
 
+impl From<&crate::config::StoreSettings> for WriterSettings {
+    fn from(s: &crate::config::StoreSettings) -> Self {
+        WriterSettings {
+            batch: s.commit_batch,
+            pending_limit: s.pending_limit,
+            dedup_window: s.dedup_window,
+        }
+    }
+}
+
+impl From<&crate::config::StoreSettings> for Bounds {
+    fn from(s: &crate::config::StoreSettings) -> Self {
+        Bounds {
+            max_queued: s.max_queued,
+            max_bytes: s.max_bytes,
+        }
+    }
+}
+
 /// The handle requests use to commit events.
 #[derive(Clone)]
 pub struct Enqueuer {
     tx: mpsc::Sender<Work>,
-    /// Set while the store is over its bounds (see [`watch_bounds`]).
+    /// Set while the store is over its bounds (see [`watch_store`]).
     overloaded: Arc<AtomicBool>,
 }
 
-/// Starts the writer thread on `conn`. It stops when every [`Enqueuer`] is dropped.
-/// `delivered` is notified after each commit that queued messages.
+/// Starts the writer thread on `store`. It stops when every [`Enqueuer`] is dropped.
+/// `queued` is notified after each commit that queued messages.
 ///
 /// # Errors
 /// The thread cannot be spawned.
 pub fn start(
-    conn: Connection,
+    store: Box<dyn Ingest>,
     settings: WriterSettings,
-    queued: std::sync::Arc<Notify>,
+    queued: Arc<Notify>,
     health: Arc<StoreHealth>,
 ) -> anyhow::Result<(Enqueuer, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(settings.pending_limit);
+    let writer = Writer {
+        store,
+        settings,
+        queued,
+        health,
+        last_forget: SystemTime::UNIX_EPOCH,
+    };
     let handle = std::thread::Builder::new()
         .name("fxhook-writer".into())
-        .spawn(move || Writer::new(conn, settings, queued, health).run(rx))
+        .spawn(move || writer.run(rx))
         .context("cannot start the store writer")?;
     Ok((
         Enqueuer {
@@ -308,42 +230,14 @@ impl Enqueuer {
 }
 
 struct Writer {
-    conn: Connection,
+    store: Box<dyn Ingest>,
     settings: WriterSettings,
-    queued: std::sync::Arc<Notify>,
+    queued: Arc<Notify>,
     health: Arc<StoreHealth>,
-    last_prune: SystemTime,
+    last_forget: SystemTime,
 }
 
 impl Writer {
-    fn new(
-        conn: Connection,
-        settings: WriterSettings,
-        queued: std::sync::Arc<Notify>,
-        health: Arc<StoreHealth>,
-    ) -> Self {
-        Writer {
-            conn,
-            settings,
-            queued,
-            health,
-            last_prune: SystemTime::UNIX_EPOCH,
-        }
-    }
-
-    fn heartbeat(&mut self) {
-        match maintenance::heartbeat(&mut self.conn, SystemTime::now()) {
-            Ok(()) => self.health.write_succeeded(),
-            Err(e) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "store heartbeat failed: not ready"
-                );
-                self.health.write_failed(&e);
-            }
-        }
-    }
-
     fn run(mut self, mut rx: mpsc::Receiver<Work>) {
         let mut batch = Vec::with_capacity(self.settings.batch);
         while let Some(first) = rx.blocking_recv() {
@@ -374,43 +268,34 @@ impl Writer {
             if wake {
                 self.queued.notify_one();
             }
-            self.prune_dedup();
+            self.forget_old_delivery_ids();
         }
         tracing::debug!("store writer stopped");
     }
 
-    /// Writes one group in one transaction; each event in its own savepoint so that one bad
-    /// event does not refuse the others.
-    fn write(&mut self, batch: &[Job]) -> Vec<Result<Committed, String>> {
-        let window = self.settings.dedup_window;
-        let mut attempt = || -> anyhow::Result<Vec<Result<Committed, String>>> {
-            // IMMEDIATE: take the write lock up front, so the busy timeout applies instead of a
-            // read transaction failing to upgrade while the worker writes.
-            let mut tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut results = Vec::with_capacity(batch.len());
-            for job in batch {
-                let mut sp = tx.savepoint()?;
-                match insert(&sp, &job.event, window) {
-                    Ok(done) => {
-                        sp.commit()?;
-                        results.push(Ok(done));
-                    }
-                    Err(e) => {
-                        sp.rollback()?;
-                        tracing::error!(event_id = %job.event.id, error = format!("{e:#}"), "event not stored");
-                        self.health.report(&e);
-                        results.push(Err(format!("{e:#}")));
-                    }
-                }
+    fn heartbeat(&mut self) {
+        match self.store.heartbeat(SystemTime::now()) {
+            Ok(()) => self.health.write_succeeded(),
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "store heartbeat failed: not ready"
+                );
+                self.health.write_failed(&e);
             }
-            tx.commit()?;
-            Ok(results)
-        };
-        match attempt() {
+        }
+    }
+
+    /// Commits one group; each event's own failure is its answer alone.
+    fn write(&mut self, batch: &[Job]) -> Vec<Result<Committed, String>> {
+        let events: Vec<&NewEvent> = batch.iter().map(|j| &j.event).collect();
+        match self.store.commit(&events, self.settings.dedup_window) {
             Ok(results) => {
                 self.health.write_succeeded();
+                if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                    self.health
+                        .report(&anyhow::anyhow!("an event was not stored: {e}"));
+                }
                 results
             }
             Err(e) => {
@@ -425,104 +310,21 @@ impl Writer {
         }
     }
 
-    fn prune_dedup(&mut self) {
+    /// Once a minute, forgets delivery ids older than the dedup window.
+    fn forget_old_delivery_ids(&mut self) {
         let now = SystemTime::now();
         if now
-            .duration_since(self.last_prune)
+            .duration_since(self.last_forget)
             .is_ok_and(|d| d < Duration::from_secs(60))
         {
             return;
         }
-        self.last_prune = now;
-        let cutoff = unix_ms(now) - self.settings.dedup_window.as_millis() as i64;
+        self.last_forget = now;
         if let Err(e) = self
-            .conn
-            .execute("DELETE FROM dedup WHERE seen_at < ?1", params![cutoff])
+            .store
+            .forget_delivery_ids(now - self.settings.dedup_window)
         {
-            tracing::warn!(error = %e, "cannot prune old delivery ids");
+            tracing::warn!(error = format!("{e:#}"), "cannot prune old delivery ids");
         }
     }
-}
-
-fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<Committed> {
-    let received = unix_ms(ev.received_at);
-    if let Some(delivery_id) = &ev.delivery_id {
-        let seen: Option<(String, i64)> = conn
-            .prepare_cached(
-                "SELECT event_id, seen_at FROM dedup WHERE source = ?1 AND delivery_id = ?2",
-            )?
-            .query_row(params![ev.source, delivery_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((first, seen_at)) = seen
-            && received - seen_at < window.as_millis() as i64
-        {
-            return Ok(Committed::Duplicate(first));
-        }
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO dedup (source, delivery_id, event_id, seen_at) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![ev.source, delivery_id, ev.id, received])?;
-    }
-    let (state, rule, error, messages) = match &ev.outcome {
-        EventOutcome::Mapped { rule, messages } => {
-            ("mapped", Some(rule.as_str()), None, &messages[..])
-        }
-        EventOutcome::Failed { rule, reason } => {
-            ("failed", rule.as_deref(), Some(reason.as_str()), &[][..])
-        }
-    };
-    conn.prepare_cached(
-        "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload, state, rule, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-            ev.id,
-            ev.source,
-            ev.event_type,
-            ev.delivery_id,
-            received,
-            ev.headers,
-            &ev.payload[..],
-            state,
-            rule,
-            error
-        ],
-    )?;
-    insert_messages(conn, &ev.id, 0, messages, received)?;
-    Ok(Committed::Accepted(ev.id.clone()))
-}
-
-/// Inserts an event's messages, numbered from `first_seq`: queued, or failed with their reason.
-///
-/// # Errors
-/// A database error.
-pub fn insert_messages(
-    conn: &Connection,
-    event_id: &str,
-    first_seq: i64,
-    messages: &[NewMessage],
-    now_ms: i64,
-) -> anyhow::Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?5, ?5)",
-    )?;
-    for (i, m) in messages.iter().enumerate() {
-        let state = if m.failed.is_some() {
-            "failed"
-        } else {
-            "queued"
-        };
-        stmt.execute(params![
-            event_id,
-            first_seq + i as i64,
-            m.body,
-            state,
-            now_ms,
-            m.failed
-        ])?;
-    }
-    Ok(())
 }

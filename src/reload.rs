@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::card::CardLimits;
 use crate::diagnostic::Severity;
 use crate::route::Groups;
-use crate::source::{self, SourceSet};
+use crate::source::{self, LoadOptions, SourceSet};
 
 /// The directory watcher; watching stops when it is dropped.
 pub type Watcher = notify_debouncer_full::Debouncer<
@@ -25,10 +24,10 @@ pub type Watcher = notify_debouncer_full::Debouncer<
 pub struct Catalog {
     /// The mappings directory.
     pub dir: PathBuf,
-    /// Recipient groups (for checking names).
+    /// Recipient groups (for checking names, and for routing).
     pub groups: Arc<Groups>,
-    /// Card limits.
-    pub limits: CardLimits,
+    /// Card limits, time zone, examples' severity.
+    pub options: LoadOptions,
     /// The set requests use.
     pub current: ArcSwap<SourceSet>,
 }
@@ -47,13 +46,17 @@ impl Catalog {
     ///
     /// # Errors
     /// The directory cannot be read.
-    pub fn open(dir: PathBuf, groups: Arc<Groups>, limits: CardLimits) -> anyhow::Result<Catalog> {
-        let set = source::load_dir_with(&dir, &groups, &limits, Severity::Warning)?;
+    pub fn open(
+        dir: PathBuf,
+        groups: Arc<Groups>,
+        options: LoadOptions,
+    ) -> anyhow::Result<Catalog> {
+        let set = source::load_dir_with(&dir, &groups, &options)?;
         log_diagnostics(&set);
         Ok(Catalog {
             dir,
             groups,
-            limits,
+            options,
             current: ArcSwap::from_pointee(set),
         })
     }
@@ -69,8 +72,7 @@ impl Catalog {
     /// # Errors
     /// The directory cannot be read (the current set stays).
     pub fn reload(&self) -> anyhow::Result<ReloadReport> {
-        let fresh =
-            source::load_dir_with(&self.dir, &self.groups, &self.limits, Severity::Warning)?;
+        let fresh = source::load_dir_with(&self.dir, &self.groups, &self.options)?;
         let errors: Vec<String> = fresh
             .diagnostics
             .iter()

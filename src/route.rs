@@ -1,36 +1,15 @@
-//! Route: the fourth step. Turns a rule's recipients (group names, literal ids, payload lookups)
-//! into a de-duplicated list of employee ids, and a card into send bodies of at most
-//! [`MAX_RECIPIENTS`] recipients each.
+//! Route: the fourth step. Resolves the recipients a rule named (group names, literal ids, group
+//! names looked up from the payload) against the configured groups into a de-duplicated list of
+//! employee ids, and splits a card into send bodies of at most [`MAX_RECIPIENTS`] recipients.
 
 use std::collections::{BTreeMap, HashSet};
 
+pub use crate::card::RecipientId;
 use crate::card::{Card, SendBody};
+use crate::map::{GroupDirectory, RecipientSpec, Target};
 
 /// The vendor's limit of recipients in one `/cgi/message/send` request.
 pub const MAX_RECIPIENTS: usize = 500;
-
-/// A Fxiaoke employee id: an opaque, non-empty string.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RecipientId(String);
-
-impl TryFrom<String> for RecipientId {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            Err("an employee id cannot be empty".into())
-        } else {
-            Ok(RecipientId(trimmed.to_string()))
-        }
-    }
-}
-
-impl RecipientId {
-    /// The id as sent in `toUser`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// The configured groups; `default` always exists.
 #[derive(Debug, Clone, Default)]
@@ -92,6 +71,50 @@ impl RecipientSet {
     pub fn into_vec(self) -> Vec<RecipientId> {
         self.ordered
     }
+}
+
+impl GroupDirectory for Groups {
+    fn size(&self, group: &str) -> Option<usize> {
+        self.get(group).map(<[RecipientId]>::len)
+    }
+
+    fn names(&self) -> Vec<&str> {
+        Groups::names(self).collect()
+    }
+}
+
+/// The employee ids `spec` names: groups' members, literal ids, and the members of every group
+/// a lookup named, in order, each once. When the rule names nobody, or its lookups name no
+/// existing group, the fallback group's members.
+pub fn resolve(spec: &RecipientSpec, groups: &Groups) -> Vec<RecipientId> {
+    let mut set = RecipientSet::default();
+    let (mut lookups, mut selected) = (0, 0);
+    for target in &spec.targets {
+        match target {
+            Target::Group(name) => set.extend(groups.get(name).unwrap_or_default()),
+            Target::Id(id) => set.extend([id]),
+            Target::Lookup(names) => {
+                lookups += 1;
+                for name in names {
+                    if let Some(members) = groups.get(name) {
+                        selected += 1;
+                        set.extend(members);
+                    }
+                }
+            }
+        }
+    }
+    let fell_back = spec.targets.is_empty() || (lookups > 0 && selected == 0);
+    if fell_back {
+        set.extend(groups.get(&spec.fallback).unwrap_or_default());
+    }
+    let ids = set.into_vec();
+    tracing::debug!(
+        recipients = ids.len(),
+        fallback = fell_back.then_some(spec.fallback.as_str()),
+        "recipients resolved"
+    );
+    ids
 }
 
 /// One send body per [`MAX_RECIPIENTS`] recipients; with no recipient at all, one body with an

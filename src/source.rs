@@ -123,23 +123,46 @@ impl SourceSet {
     }
 }
 
+/// How mapping files are loaded.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// How cards are fitted.
+    pub limits: CardLimits,
+    /// How an example's mismatch is reported: an error for `check`, a warning when serving.
+    pub examples: Severity,
+    /// The zone of the `date` filter (`mappings.timezone`), for the examples.
+    pub tz: chrono_tz::Tz,
+}
+
+impl LoadOptions {
+    /// The options the configuration gives, with examples' mismatches reported as `examples`.
+    pub fn from_settings(settings: &crate::config::Settings, examples: Severity) -> LoadOptions {
+        LoadOptions {
+            limits: settings.cards.clone(),
+            examples,
+            tz: settings.mappings.timezone,
+        }
+    }
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            limits: CardLimits::default(),
+            examples: Severity::Warning,
+            tz: chrono_tz::Asia::Shanghai,
+        }
+    }
+}
+
 /// Loads every `*.yaml` / `*.yml` file of `dir`.
 ///
 /// # Errors
 /// The directory cannot be read (a file that cannot be read is a diagnostic).
-pub fn load_dir(dir: &Path, groups: &Groups) -> anyhow::Result<SourceSet> {
-    load_dir_with(dir, groups, &CardLimits::default(), Severity::Warning)
-}
-
-/// Loads every `*.yaml` / `*.yml` file of `dir`, fitting cards within `limits`.
-///
-/// # Errors
-/// The directory cannot be read.
 pub fn load_dir_with(
     dir: &Path,
     groups: &Groups,
-    limits: &CardLimits,
-    examples: Severity,
+    options: &LoadOptions,
 ) -> anyhow::Result<SourceSet> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         anyhow::anyhow!(
@@ -162,7 +185,7 @@ pub fn load_dir_with(
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let (source, diagnostics) = load_file_with(&file, groups, limits, examples);
+        let (source, diagnostics) = load_file_with(&file, groups, options);
         let first_error = diagnostics
             .iter()
             .find(|d| d.severity == crate::diagnostic::Severity::Error)
@@ -181,18 +204,16 @@ pub fn load_dir_with(
     Ok(set)
 }
 
-/// Loads and compiles one mapping file.
+/// Loads and compiles one mapping file with the default options.
 pub fn load_file(file: &Path, groups: &Groups) -> (Option<Source>, Vec<Diagnostic>) {
-    load_file_with(file, groups, &CardLimits::default(), Severity::Warning)
+    load_file_with(file, groups, &LoadOptions::default())
 }
 
-/// Loads and compiles one mapping file, fitting cards within `limits`; its examples' mismatches
-/// are reported with the `examples` severity (errors for `check`, warnings when serving).
+/// Loads and compiles one mapping file.
 pub fn load_file_with(
     file: &Path,
     groups: &Groups,
-    limits: &CardLimits,
-    examples: Severity,
+    options: &LoadOptions,
 ) -> (Option<Source>, Vec<Diagnostic>) {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -203,7 +224,7 @@ pub fn load_file_with(
         }
     };
     let mut report = Reporter::new(file, &text);
-    let source = compile_source(file, &text, groups, limits, examples, &mut report);
+    let source = compile_source(file, &text, groups, options, &mut report);
     let ok = !report.has_errors();
     (source.filter(|_| ok), report.found)
 }
@@ -212,8 +233,7 @@ fn compile_source(
     file: &Path,
     text: &str,
     groups: &Groups,
-    limits: &CardLimits,
-    examples: Severity,
+    options: &LoadOptions,
     report: &mut Reporter,
 ) -> Option<Source> {
     let stem = file
@@ -237,9 +257,10 @@ fn compile_source(
     let verify = compile_verify(&name, &spec.verify, report);
     let dedup = compile_dedup(&name, spec.dedup.as_ref(), &spec.verify.value, report);
     let mut mapping = crate::map::compile::compile_rules(&spec.rules, groups, report);
-    mapping.limits = limits.clone();
+    mapping.limits = options.limits.clone();
     if !report.has_errors() {
-        crate::map::examples::run(&spec.examples, &mapping, file, groups, examples, report);
+        let (tz, severity) = (options.tz, options.examples);
+        crate::map::examples::run(&spec.examples, &mapping, file, tz, severity, report);
     }
     if spec.rules.is_empty() {
         report.warning(

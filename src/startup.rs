@@ -1,5 +1,5 @@
 //! Wiring: builds every stage from the settings, binds the listener, and runs the HTTP server
-//! and the delivery worker until a shutdown signal.
+//! and the delivery worker until a shutdown signal. Each handler group gets its own app data.
 //!
 //! Shutdown (SIGTERM, SIGINT, SIGQUIT) is handled here rather than by actix: the delivery
 //! worker must stop taking and sending messages at once, not after the HTTP server has drained.
@@ -16,17 +16,17 @@ use anyhow::Context;
 use tokio::sync::Notify;
 
 use crate::admin::{self, Admin};
-use crate::config::{ConnectionBudget, Settings, parse_ip_range};
-use crate::deliver::fxiaoke::{Credentials, FxiaokeClient};
-use crate::deliver::policy::RetryPolicy;
-use crate::deliver::{Mode, Worker, WorkerSettings};
-use crate::enqueue::{self, WriterSettings};
-use crate::receive::{self, AppState};
+use crate::config::{ConnectionBudget, DeliveryMode, Settings};
+use crate::deliver::fxiaoke::FxiaokeClient;
+use crate::deliver::{Mode, Worker, WorkerParts};
+use crate::enqueue;
+use crate::health::{MetricsEndpoint, Readyz};
+use crate::receive::{self, BodyTimeout, Limits, TrustedProxies};
 use crate::reload::{self, Catalog};
 use crate::route::Groups;
+use crate::source::LoadOptions;
 use crate::store::health::StoreHealth;
-use crate::store::vendor::{SqliteLedger, VendorLedger};
-use crate::{source, store};
+use crate::{pipeline, store};
 
 /// A built gateway, bound to its port, not yet running.
 pub struct Application {
@@ -40,7 +40,7 @@ pub struct Application {
     /// Keeps the mappings watcher alive while the server runs.
     _watcher: Option<reload::Watcher>,
     /// This process's hold on the store, released when the application ends.
-    _store_lock: store::StoreLock,
+    _store_lock: Box<dyn std::any::Any + Send + Sync>,
     writer: JoinHandle<()>,
 }
 
@@ -50,145 +50,94 @@ impl Application {
     /// # Errors
     /// A store that cannot be opened, an unreadable mappings directory, a port in use.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let tz = settings.timezone()?;
-        let groups = Arc::new(Groups::new(&settings.groups).map_err(anyhow::Error::msg)?);
-        let catalog = Arc::new(Catalog::open(
-            settings.mappings.dir.clone(),
-            groups,
-            settings.cards.clone(),
-        )?);
-        log_sources(&catalog.load());
-        let watcher = if settings.mappings.watch {
-            Some(reload::watch(Arc::clone(&catalog))?)
-        } else {
-            None
+        let catalog = Arc::new(open_catalog(&settings)?);
+        let watcher = match settings.mappings.watch {
+            true => Some(reload::watch(Arc::clone(&catalog))?),
+            false => None,
         };
         reload::reload_on_sighup(Arc::clone(&catalog));
 
-        // Wait a little for a process (or an application of this one) that is stopping.
-        let mut store_lock = None;
-        for _ in 0..300 {
-            store_lock = store::try_lock(&settings.store.path)?;
-            if store_lock.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let store_lock = store_lock.with_context(|| {
-            format!(
-                "another fxhook process serves the store {} (it holds its .lock file)",
-                settings.store.path.display()
-            )
-        })?;
-        let mut writer_conn = store::open(&settings.store.path)?;
-        scrub_stored_headers(&mut writer_conn, &catalog)?;
-        let worker_conn = store::open(&settings.store.path)?;
-        let ledger: Arc<dyn VendorLedger> = Arc::new(SqliteLedger::open(&settings.store.path)?);
+        let mut stores = store::open(&settings.store).await?;
+        scrub_stored_headers(stores.ingest.as_mut(), &catalog)?;
         let health = Arc::new(StoreHealth::default());
         let queued = Arc::new(Notify::new());
         let (enqueuer, writer) = enqueue::start(
-            writer_conn,
-            WriterSettings {
-                batch: settings.store.commit_batch,
-                pending_limit: settings.store.pending_limit,
-                dedup_window: settings.store.dedup_window,
-            },
+            stores.ingest,
+            (&settings.store).into(),
             Arc::clone(&queued),
             Arc::clone(&health),
         )?;
-        let mode = if settings.fxiaoke.effective_dry_run() {
-            tracing::info!(
-                "dry run: messages are logged and marked delivered, nothing is sent to Fxiaoke"
-            );
-            Mode::DryRun
-        } else {
-            let creds =
-                Credentials::from_settings(&settings.fxiaoke).context("fxiaoke credentials")?;
-            let d = &settings.delivery;
-            tracing::info!(base_url = %settings.fxiaoke.base_url, "live delivery to the Fxiaoke OpenAPI");
-            Mode::Live(Arc::new(FxiaokeClient::new(
-                &settings.fxiaoke.base_url,
-                creds,
-                d.connect_timeout,
-                d.request_timeout,
-                Arc::clone(&ledger),
-            )?))
-        };
         let d = &settings.delivery;
-        let delivery = match &mode {
-            Mode::Live(client) => Some(Arc::clone(client)),
-            Mode::DryRun => None,
+        let client = match settings.fxiaoke.mode().map_err(anyhow::Error::msg)? {
+            DeliveryMode::DryRun => {
+                tracing::info!(
+                    "dry run: messages are logged and marked delivered, nothing is sent to Fxiaoke"
+                );
+                None
+            }
+            DeliveryMode::Live(creds) => {
+                tracing::info!(base_url = %settings.fxiaoke.base_url, "live delivery to the Fxiaoke OpenAPI");
+                Some(Arc::new(FxiaokeClient::new(
+                    &settings.fxiaoke.base_url,
+                    creds,
+                    d.connect_timeout,
+                    d.request_timeout,
+                    Arc::clone(&stores.ledger),
+                )?))
+            }
         };
         let worker = Worker::new(
-            worker_conn,
-            mode,
-            Arc::clone(&queued),
-            WorkerSettings {
-                poll_interval: d.poll_interval,
-                retry: RetryPolicy {
-                    schedule: d.retry_schedule.clone(),
-                    max_age: d.max_age,
-                },
-                rate_limit: d.rate_limit as usize,
-                rate_window: d.rate_window,
-                concurrency: d.concurrency,
-                keep_delivered: d.keep_delivered,
-                keep_dead: d.keep_dead,
-                // A claim lives for a token fetch and a send, each bounded by the request timeout.
-                stale_after: d.request_timeout * 3 + Duration::from_secs(60),
+            WorkerParts {
+                queue: stores.queue,
+                ledger: stores.ledger,
+                health: Arc::clone(&health),
+                queued: Arc::clone(&queued),
             },
-            ledger,
-            Arc::clone(&health),
+            client.clone().map_or(Mode::DryRun, Mode::Live),
+            d.into(),
         )?;
-        let grace = d.request_timeout + Duration::from_secs(1);
-
-        let trusted_proxies = settings
-            .server
-            .trusted_proxies
-            .iter()
-            .map(|p| parse_ip_range(p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let admin = match &settings.admin.token {
-            Some(token)
-                if !secrecy::ExposeSecret::expose_secret(token)
-                    .trim()
-                    .is_empty() =>
-            {
-                Some(Admin {
-                    token: token.clone(),
-                    conn: Arc::new(std::sync::Mutex::new(store::open(&settings.store.path)?)),
+        let admin = settings.admin.token.clone().and_then(|token| {
+            let set = !secrecy::ExposeSecret::expose_secret(&token)
+                .trim()
+                .is_empty();
+            set.then(|| {
+                web::Data::new(Admin {
+                    token,
+                    store: Arc::clone(&stores.inspect),
                     health: Arc::clone(&health),
+                    catalog: Arc::clone(&catalog),
+                    queued: Arc::clone(&queued),
                 })
-            }
-            _ => None,
-        };
+            })
+        });
         let metrics_handle = crate::metrics::install();
         crate::metrics::zero(&catalog.load().sources.keys().cloned().collect::<Vec<_>>());
-        let reader = Arc::new(std::sync::Mutex::new(store::open(&settings.store.path)?));
         enqueue::watch_store(
             &enqueuer,
-            Arc::clone(&reader),
-            enqueue::Bounds {
-                max_queued: settings.store.max_queued,
-                max_bytes: settings.store.max_bytes,
-            },
+            Arc::clone(&stores.monitor),
+            (&settings.store).into(),
             Arc::clone(&health),
         );
-        let state = web::Data::new(AppState {
-            catalog,
-            tz,
-            enqueuer,
-            max_body_bytes: settings.server.max_body_bytes,
-            trusted_proxies,
-            queued,
-            admin,
-            delivery,
-            metrics: metrics_handle,
-            metrics_token: settings.metrics.token.clone(),
-            reader,
+        let readyz = web::Data::new(Readyz {
+            monitor: Arc::clone(&stores.monitor),
             health,
+            enqueuer: enqueuer.clone(),
+            delivery: client,
         });
-        let addr = settings.listen_addr()?;
+        let metrics = web::Data::new(MetricsEndpoint {
+            handle: metrics_handle,
+            token: settings.metrics.token.clone(),
+            monitor: stores.monitor,
+        });
+        let catalog = web::Data::from(catalog);
+        let enqueuer = web::Data::new(enqueuer);
+        let limits = web::Data::new(Limits {
+            max_body_bytes: settings.server.max_body_bytes,
+        });
+        let proxies = web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone()));
+        let body_timeout = BodyTimeout(settings.server.body_timeout);
+
+        let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
             .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
         let port = listener.local_addr()?.port();
@@ -198,17 +147,25 @@ impl Application {
             n => n,
         };
         let budget = connection_budget(&settings, workers);
-        let body_timeout = receive::BodyTimeout(settings.server.body_timeout);
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(body_timeout)
-                // Outermost last: the access log sees the 408 of a stalled body.
-                .wrap(from_fn(receive::body_deadline))
+            let mut app = App::new()
+                .app_data(catalog.clone())
+                .app_data(enqueuer.clone())
+                .app_data(limits.clone())
+                .app_data(proxies.clone())
+                .app_data(readyz.clone())
+                .app_data(metrics.clone())
+                .app_data(body_timeout);
+            if let Some(admin) = &admin {
+                app = app.app_data(admin.clone());
+            }
+            // Outermost last: the access log sees the 408 of a stalled body.
+            app.wrap(from_fn(receive::body_deadline))
                 .wrap(from_fn(receive::request_context))
                 .service(
                     web::scope(&prefix)
                         .configure(receive::routes)
+                        .configure(crate::health::routes)
                         .configure(admin::routes),
                 )
                 .default_service(web::to(|| async {
@@ -219,19 +176,19 @@ impl Application {
         .max_connections(budget.per_worker)
         // Requests in progress at shutdown get as long as a send may take, so that the whole
         // process is gone within request_timeout + 1 s (the worker's grace).
-        .shutdown_timeout(settings.delivery.request_timeout.as_secs().max(1))
-        .disable_signals();
-        let server = server.listen(listener)?.run();
-        let stop_worker = Arc::new(tokio::sync::watch::channel(false).0);
+        .shutdown_timeout(d.request_timeout.as_secs().max(1))
+        .disable_signals()
+        .listen(listener)?
+        .run();
         tracing::info!(%addr, port, store = %settings.store.path.display(), max_connections = budget.total, "fxhook listening");
         Ok(Application {
             port,
             server,
             worker,
-            grace,
-            stop_worker,
+            grace: d.request_timeout + Duration::from_secs(1),
+            stop_worker: Arc::new(tokio::sync::watch::channel(false).0),
             _watcher: watcher,
-            _store_lock: store_lock,
+            _store_lock: stores.lock,
             writer,
         })
     }
@@ -278,10 +235,10 @@ impl Application {
         self.stop_worker.send_replace(true);
         signals.abort();
         let _ = worker.await;
-        // The server's app state (and so the last Enqueuer) is gone: the writer drains and ends.
+        // The server's app data (and so the last Enqueuer) is gone: the writer drains and ends.
         let writer = self.writer;
         let joined = tokio::task::spawn_blocking(move || writer.join());
-        if tokio::time::timeout(std::time::Duration::from_secs(5), joined)
+        if tokio::time::timeout(Duration::from_secs(5), joined)
             .await
             .is_err()
         {
@@ -289,6 +246,17 @@ impl Application {
         }
         result.context("HTTP server failed")
     }
+}
+
+/// The groups and the mappings, compiled and logged.
+fn open_catalog(settings: &Settings) -> anyhow::Result<Catalog> {
+    let groups = Arc::new(Groups::new(&settings.groups).map_err(anyhow::Error::msg)?);
+    let options = LoadOptions::from_settings(settings, crate::diagnostic::Severity::Warning);
+    let catalog = Catalog::open(settings.mappings.dir.clone(), groups, options)?;
+    let set = catalog.load();
+    let names: Vec<&str> = set.sources.keys().map(String::as_str).collect();
+    tracing::info!(sources = ?names, rejected = set.rejected.len(), "mappings loaded");
+    Ok(catalog)
 }
 
 /// Waits for SIGTERM, SIGINT or SIGQUIT and names it.
@@ -326,13 +294,14 @@ fn connection_budget(settings: &Settings, workers: usize) -> ConnectionBudget {
 }
 
 /// Removes credentials from the headers stored by earlier versions (once per store).
-fn scrub_stored_headers(conn: &mut rusqlite::Connection, catalog: &Catalog) -> anyhow::Result<()> {
+fn scrub_stored_headers(store: &mut dyn store::Ingest, catalog: &Catalog) -> anyhow::Result<()> {
     let sources = catalog.load();
-    let changed = store::maintenance::scrub_headers_once(conn, |source, headers| {
-        let verifier = sources.get(source).map(|s| &s.verifier);
-        receive::scrub_stored_headers(headers, verifier)
-    })
-    .context("cannot scrub the stored headers")?;
+    let changed = store
+        .scrub_stored_headers(&mut |source, headers| {
+            let verifier = sources.get(source).map(|s| &s.verifier);
+            pipeline::scrub_stored_headers(headers, verifier)
+        })
+        .context("cannot scrub the stored headers")?;
     if changed > 0 {
         tracing::warn!(
             events = changed,
@@ -340,9 +309,4 @@ fn scrub_stored_headers(conn: &mut rusqlite::Connection, catalog: &Catalog) -> a
         );
     }
     Ok(())
-}
-
-fn log_sources(set: &source::SourceSet) {
-    let names: Vec<&str> = set.sources.keys().map(String::as_str).collect();
-    tracing::info!(sources = ?names, rejected = set.rejected.len(), "mappings loaded");
 }

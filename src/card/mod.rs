@@ -8,6 +8,29 @@ use serde::{Deserialize, Serialize};
 
 pub use fit::CardLimits;
 
+/// A Fxiaoke employee id: an opaque, non-empty string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecipientId(String);
+
+impl TryFrom<String> for RecipientId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            Err("an employee id cannot be empty".into())
+        } else {
+            Ok(RecipientId(trimmed.to_string()))
+        }
+    }
+}
+
+impl RecipientId {
+    /// The id as sent in `toUser`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// One form row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {

@@ -15,45 +15,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::policy::Answer;
-use crate::config::FxiaokeSettings;
+use crate::config::Credentials;
 use crate::store::vendor::{CallKind, StoredToken, VendorLedger};
 
 /// Refresh the token when it is this old (the vendor re-issues from 6600 s of its 7200 s).
 const REFRESH_AFTER: Duration = Duration::from_secs(6600);
 /// At most this many token calls per minute (the vendor's limit is 10).
 const TOKEN_CALLS_PER_MINUTE: usize = 10;
-
-/// The app credentials.
-pub struct Credentials {
-    app_id: String,
-    app_secret: SecretString,
-    permanent_code: SecretString,
-    user_id: String,
-}
-
-impl Credentials {
-    /// The credentials of the configuration, when all are present.
-    pub fn from_settings(s: &FxiaokeSettings) -> Option<Credentials> {
-        let text = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        let secret = |v: &Option<SecretString>| {
-            v.as_ref()
-                .map(|s| s.expose_secret().trim().to_string())
-                .filter(|s| !s.is_empty())
-                .map(SecretString::from)
-        };
-        Some(Credentials {
-            app_id: text(&s.app_id)?,
-            app_secret: secret(&s.app_secret)?,
-            permanent_code: secret(&s.permanent_code)?,
-            user_id: text(&s.user_id)?,
-        })
-    }
-}
 
 impl Credentials {
     /// A fingerprint of what a token is issued to (app, secret, enterprise), to recognise a

@@ -1,8 +1,8 @@
-//! Deliver: the last step. Workers take due messages from the store, send each through the
-//! Fxiaoke client (paced under the vendor's rate limit), record every call as an attempt, and
-//! move the message on: delivered, queued again on the retry schedule, or dead. In dry run (the
-//! default when no credentials are configured) "sending" is logging the exact body. A message
-//! taken by a process that died is queued again when the next process starts.
+//! Deliver: the last step. Workers take due messages from the store's [`Queue`], send each
+//! through the Fxiaoke client (paced under the vendor's rate limit), record every call as an
+//! attempt, and move the message on: delivered, queued again on the retry schedule, or dead. In
+//! dry run (the default when no credentials are configured) "sending" is logging the exact body.
+//! A message taken by a process that died is queued again when the next process starts.
 //!
 //! The pacer resumes from the store's [`VendorLedger`]: every send's time is written there
 //! before the call, and so is any pause, so a restart neither forgets the sends of the current
@@ -10,24 +10,26 @@
 //! that is still waiting for its send slot, starts no new vendor call, and lets a call already
 //! on the wire finish.
 //!
-//! Layout: [`policy`] holds the pure decisions (classification, retries, pacing); [`fxiaoke`]
-//! is the vendor client.
+//! Layout: this file is the worker's loop and its store calls; [`send`] is one live attempt;
+//! [`policy`] holds the pure decisions (classification, retries, pacing); [`fxiaoke`] is the
+//! vendor client.
 
 pub mod fxiaoke;
 pub mod policy;
+mod send;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::store::health::StoreHealth;
 use crate::store::vendor::{CallKind, Pause, VendorLedger};
-use crate::store::{self, AttemptRecord, Claimed, Transition};
-use fxiaoke::{CallReport, FxiaokeClient};
-use policy::{Answer, Next, Pacer, RetryPolicy, Verdict, classify, next_step};
+use crate::store::{Claimed, MessageState, Queue};
+use fxiaoke::FxiaokeClient;
+use policy::{Pacer, RetryPolicy};
+use send::{Attempt, Unsent};
 
 /// What one step of the worker did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,10 +70,29 @@ pub struct WorkerSettings {
     pub stale_after: Duration,
 }
 
+impl From<&crate::config::DeliverySettings> for WorkerSettings {
+    fn from(d: &crate::config::DeliverySettings) -> Self {
+        WorkerSettings {
+            poll_interval: d.poll_interval,
+            retry: RetryPolicy {
+                schedule: d.retry_schedule.clone(),
+                max_age: d.max_age,
+            },
+            rate_limit: d.rate_limit as usize,
+            rate_window: d.rate_window,
+            concurrency: d.concurrency,
+            keep_delivered: d.keep_delivered,
+            keep_dead: d.keep_dead,
+            // A claim lives for a token fetch and a send, each bounded by the request timeout.
+            stale_after: d.request_timeout * 3 + Duration::from_secs(60),
+        }
+    }
+}
+
 /// The delivery worker (cheap to clone: its clones share the store, pacer and client).
 #[derive(Clone)]
 pub struct Worker {
-    conn: Arc<Mutex<Connection>>,
+    queue: Arc<dyn Queue>,
     mode: Mode,
     queued: Arc<Notify>,
     settings: Arc<WorkerSettings>,
@@ -84,54 +105,41 @@ pub struct Worker {
     health: Arc<StoreHealth>,
 }
 
-/// The outcome of sending one message: its calls and the verdict of the last one.
-struct Sent {
-    records: Vec<AttemptRecord>,
-    verdict: Verdict,
-    error: Option<String>,
-    /// False when no send was made (no token): the attempt does not use up the schedule.
-    counts: bool,
-}
-
-/// What became of a claimed message.
-enum Attempt {
-    /// Calls were made (or a token could not be had): record them and move the message on.
-    Made(Sent),
-    /// No call was made and none will be now (shutdown, or the send could not be recorded
-    /// first): the message goes back to the queue as it was.
-    Released(&'static str),
+/// What a worker is made of.
+pub struct WorkerParts {
+    /// The queue it takes messages from.
+    pub queue: Arc<dyn Queue>,
+    /// Where sends and pauses are kept.
+    pub ledger: Arc<dyn VendorLedger>,
+    /// Told of store errors.
+    pub health: Arc<StoreHealth>,
+    /// Notified when messages are queued.
+    pub queued: Arc<Notify>,
 }
 
 impl Worker {
-    /// A worker on its own connection; puts back messages a dead process left in flight.
+    /// A worker; puts back messages a dead process left in flight and resumes the pacer.
     ///
     /// # Errors
     /// A database error.
-    pub fn new(
-        conn: Connection,
-        mode: Mode,
-        queued: Arc<Notify>,
-        settings: WorkerSettings,
-        ledger: Arc<dyn VendorLedger>,
-        health: Arc<StoreHealth>,
-    ) -> anyhow::Result<Worker> {
-        let requeued = store::requeue_in_flight(&conn, SystemTime::now())?;
+    pub fn new(parts: WorkerParts, mode: Mode, settings: WorkerSettings) -> anyhow::Result<Worker> {
+        let requeued = parts.queue.requeue_in_flight(SystemTime::now())?;
         if requeued > 0 {
             tracing::warn!(
                 messages = requeued,
                 "messages left in flight by a previous process are queued again"
             );
         }
-        let pacer = resume_pacer(ledger.as_ref(), &settings)?;
+        let pacer = resume_pacer(parts.ledger.as_ref(), &settings)?;
         Ok(Worker {
-            conn: Arc::new(Mutex::new(conn)),
+            queue: parts.queue,
             mode,
-            queued,
+            queued: parts.queued,
             settings: Arc::new(settings),
             pacer: Arc::new(tokio::sync::Mutex::new(pacer)),
-            ledger,
+            ledger: parts.ledger,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
-            health,
+            health: parts.health,
         })
     }
 
@@ -152,6 +160,17 @@ impl Worker {
         }
     }
 
+    /// Runs a queue call off the async threads.
+    async fn store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Queue) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let queue = Arc::clone(&self.queue);
+        tokio::task::spawn_blocking(move || f(queue.as_ref()))
+            .await
+            .context("store task failed")?
+    }
+
     /// Runs a ledger call off the async threads.
     async fn ledger<T: Send + 'static>(
         &self,
@@ -160,8 +179,7 @@ impl Worker {
         crate::store::vendor::off_thread(&self.ledger, f).await
     }
 
-    /// Holds every send until `until` (monotonic, for this process) and keeps the pause for
-    /// the next process.
+    /// Holds every send for `wait` and keeps the pause for the next process.
     async fn pause(&self, wait: Duration, reason: &str) {
         self.pacer.lock().await.pause_until(Instant::now() + wait);
         let pause = Pause {
@@ -176,21 +194,6 @@ impl Worker {
         }
     }
 
-    async fn with_conn<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| anyhow::anyhow!("store connection poisoned"))?;
-            f(&mut guard)
-        })
-        .await
-        .context("store task failed")?
-    }
-
     /// Takes one due message and handles it.
     ///
     /// # Errors
@@ -199,8 +202,8 @@ impl Worker {
     pub async fn try_execute_task(&self) -> anyhow::Result<Step> {
         if let Mode::DryRun = self.mode {
             let n = self
-                .with_conn(|c| {
-                    store::deliver_dry_run(c, SystemTime::now(), 64, |m| {
+                .store(|q| {
+                    q.deliver_dry_run(SystemTime::now(), 64, &mut |m| {
                         tracing::info!(
                             message_id = m.id,
                             event_id = %m.event_id,
@@ -213,25 +216,21 @@ impl Worker {
             (0..n).for_each(|_| crate::metrics::message("delivered"));
             return Ok(if n == 0 { Step::Idle } else { Step::Handled });
         }
-        if let Mode::Live(_) = self.mode {
-            // Wait for a send slot before claiming, so that a pause (rate limit, daily quota)
-            // leaves messages queued rather than holding them in flight.
-            let slot = self.pacer.lock().await.next_slot(Instant::now());
-            if self
-                .unless_stopping(tokio::time::sleep_until(slot.into()))
-                .await
-                .is_none()
-            {
-                return Ok(Step::Idle);
-            }
-        }
-        if self.is_stopping() {
+        // Wait for a send slot before claiming, so that a pause (rate limit, daily quota)
+        // leaves messages queued rather than holding them in flight.
+        let slot = self.pacer.lock().await.next_slot(Instant::now());
+        if self
+            .unless_stopping(tokio::time::sleep_until(slot.into()))
+            .await
+            .is_none()
+        {
             return Ok(Step::Idle);
         }
-        let Some(msg) = self
-            .with_conn(|c| store::claim_next(c, SystemTime::now()))
-            .await?
-        else {
+        // A pause may have begun while this loop slept: look again rather than claim.
+        if self.is_stopping() || self.pacer.lock().await.is_paused(Instant::now()) {
+            return Ok(Step::Idle);
+        }
+        let Some(msg) = self.store(|q| q.claim_next(SystemTime::now())).await? else {
             return Ok(Step::Idle);
         };
         let span = tracing::info_span!("delivery", message_id = msg.id, event_id = %msg.event_id);
@@ -245,48 +244,35 @@ impl Worker {
         let Mode::Live(client) = &self.mode else {
             anyhow::bail!("a dry-run worker does not send");
         };
+        let id = msg.id;
         let sent = match self.send_live(client, &msg).await {
             Attempt::Made(sent) => sent,
             Attempt::Released(why) => {
-                let id = msg.id;
-                self.with_conn(move |c| store::release_claim(c, id)).await?;
-                tracing::info!(message_id = id, why, "message put back in the queue unsent");
-                return if self.is_stopping() {
-                    Ok(Step::Idle)
-                } else {
-                    Err(anyhow::anyhow!("message {id} not sent: {why}"))
+                self.store(move |q| q.release_claim(id)).await?;
+                tracing::info!(
+                    message_id = id,
+                    why = why.describe(),
+                    "message put back in the queue unsent"
+                );
+                return match why {
+                    Unsent::NotRecorded => {
+                        Err(anyhow::anyhow!("message {id} not sent: {}", why.describe()))
+                    }
+                    Unsent::Stopping | Unsent::Paused => Ok(Step::Idle),
                 };
             }
         };
-        let transition = self.decide(&msg, &sent).await;
-        let id = msg.id;
-        let records = sent.records;
-        let state = transition.state.to_string();
-        let next = transition.next_attempt_at;
-        let error = transition.last_error.clone();
-        let counts = transition.counts;
+        let transition = Arc::new(self.decide(&msg, &sent).await);
+        let records = Arc::new(sent.records);
         // The send happened: recording it must not be lost to a brief store error. Retry with
         // backoff; if the store stays unavailable the claim goes stale and is queued again.
         let mut delay = Duration::from_millis(200);
         for attempt in 1.. {
-            let (records, state, error) = (records.clone(), state.clone(), error.clone());
-            let done = self
-                .with_conn(move |c| {
-                    store::finish_attempt(
-                        c,
-                        id,
-                        started,
-                        &records,
-                        &Transition {
-                            state: &state,
-                            next_attempt_at: next,
-                            last_error: error,
-                            counts,
-                        },
-                    )
-                })
-                .await;
-            match done {
+            let (records, to) = (Arc::clone(&records), Arc::clone(&transition));
+            match self
+                .store(move |q| q.finish_attempt(id, started, &records, &to))
+                .await
+            {
                 Ok(()) => break,
                 Err(e) if attempt < 6 => {
                     tracing::warn!(
@@ -294,6 +280,7 @@ impl Worker {
                         attempt,
                         "cannot record the attempt yet; retrying"
                     );
+                    self.health.report(&e);
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
@@ -301,201 +288,18 @@ impl Worker {
             }
         }
         match transition.state {
-            "delivered" => crate::metrics::message("delivered"),
-            "dead" => crate::metrics::message("dead"),
+            MessageState::Delivered | MessageState::Dead => {
+                crate::metrics::message(transition.state.as_str())
+            }
             _ => {}
         }
         Ok(Step::Handled)
     }
 
-    /// Waits for a send slot under the rate limit (and any pause), then writes the send's time
-    /// to the ledger, before the call. `Err` when shutdown began first or the time could not be
-    /// written: then no call may be made.
-    async fn pace(&self) -> Result<(), &'static str> {
-        let slot = {
-            let mut pacer = self.pacer.lock().await;
-            let slot = pacer.next_slot(Instant::now());
-            pacer.record(slot);
-            slot
-        };
-        self.unless_stopping(tokio::time::sleep_until(slot.into()))
-            .await
-            .ok_or("shutting down")?;
-        let now = SystemTime::now();
-        if let Err(e) = self
-            .ledger(move |l| l.record_call(CallKind::Send, now))
-            .await
-        {
-            tracing::error!(
-                error = format!("{e:#}"),
-                "cannot record the send in the store"
-            );
-            return Err("the send could not be recorded in the store first");
-        }
-        // The call starts now, after the write: count the window from here.
-        self.pacer.lock().await.settle(slot, Instant::now());
-        // Shutdown may have begun while the time was written: then no call starts.
-        if self.is_stopping() {
-            return Err("shutting down");
-        }
-        Ok(())
-    }
-
-    async fn send_live(&self, client: &FxiaokeClient, msg: &Claimed) -> Attempt {
-        let mut records = Vec::new();
-        let mut refreshed = false;
-        loop {
-            let Some(token) = self.unless_stopping(client.token()).await else {
-                return Attempt::Released("shutting down");
-            };
-            let token = match token {
-                Ok(t) => t,
-                Err(failure) => {
-                    if let Some(report) = &failure.report {
-                        records.push(record("token-failed", report));
-                    }
-                    let (third, trace) =
-                        failure
-                            .report
-                            .as_ref()
-                            .map_or(("-".to_string(), "-".to_string()), |r| {
-                                (
-                                    r.third_trace_id.clone(),
-                                    r.trace_id.clone().unwrap_or_else(|| "-".into()),
-                                )
-                            });
-                    tracing::error!(message_id = msg.id, reason = %failure.reason, third_trace_id = %third, trace_id = %trace, "no access token");
-                    // No send was made: hold every send for a window instead of cycling the
-                    // whole queue through failed token fetches, and keep the schedule intact.
-                    self.pause(self.settings.rate_window, "no access token")
-                        .await;
-                    return Attempt::Made(Sent {
-                        records,
-                        verdict: Verdict::RetryLater,
-                        error: Some(failure.reason),
-                        counts: false,
-                    });
-                }
-            };
-            if let Err(why) = self.pace().await {
-                // A refused first call (20016) was made and recorded: let it count.
-                return match records.is_empty() {
-                    true => Attempt::Released(why),
-                    false => Attempt::Made(Sent {
-                        records,
-                        verdict: Verdict::RetryLater,
-                        error: Some(format!("token refreshed; the retry was not sent: {why}")),
-                        counts: true,
-                    }),
-                };
-            }
-            let call_started = Instant::now();
-            let report = client.send(&token, &msg.body).await;
-            let verdict = classify(&report.answer);
-            crate::metrics::delivery_attempt(
-                &format!("{verdict:?}").to_lowercase(),
-                call_started.elapsed(),
-            );
-            if let Answer::Code(code) = report.answer
-                && code != 0
-            {
-                crate::metrics::vendor_error(code);
-            }
-            log_call(msg, &report, verdict);
-            if verdict == Verdict::RefreshToken && !refreshed {
-                // The token is stale: drop it (unless someone already did), fetch once, retry at once.
-                records.push(record("token-refresh", &report));
-                client.invalidate(&token).await;
-                refreshed = true;
-                continue;
-            }
-            let verdict = if verdict == Verdict::RefreshToken {
-                Verdict::RetryLater
-            } else {
-                verdict
-            };
-            let outcome = match verdict {
-                Verdict::Delivered => "delivered",
-                Verdict::SlowDown => "slow-down",
-                Verdict::QuotaReset => "quota",
-                Verdict::Permanent => "refused",
-                _ => "retry",
-            };
-            let error = (verdict != Verdict::Delivered).then(|| describe(&report));
-            records.push(record(outcome, &report));
-            return Attempt::Made(Sent {
-                records,
-                verdict,
-                error,
-                counts: true,
-            });
-        }
-    }
-
-    /// Applies the policy, and backs the whole sender off on a slow-down or quota answer.
-    async fn decide(&self, msg: &Claimed, sent: &Sent) -> Transition<'static> {
-        let now = SystemTime::now();
-        let created = UNIX_EPOCH + Duration::from_millis(msg.created_at.max(0) as u64);
-        let jitter = rand_unit();
-        let attempt = msg.attempts as usize + usize::from(sent.counts);
-        let next = next_step(
-            &self.settings.retry,
-            sent.verdict,
-            attempt.max(1),
-            created,
-            now,
-            jitter,
-        );
-        match sent.verdict {
-            Verdict::SlowDown => {
-                self.pause(self.settings.rate_window, "the vendor asked to slow down")
-                    .await
-            }
-            Verdict::QuotaReset => {
-                if let Ok(wait) = policy::next_vendor_midnight(now).duration_since(now) {
-                    tracing::error!(
-                        "the daily OpenAPI quota is used up (30002): sending resumes after midnight Asia/Shanghai"
-                    );
-                    self.pause(wait, "daily quota used up (30002)").await;
-                }
-            }
-            _ => {}
-        }
-        match next {
-            Next::Delivered => Transition {
-                state: "delivered",
-                next_attempt_at: None,
-                last_error: None,
-                counts: sent.counts,
-            },
-            Next::RetryAt(at) => Transition {
-                state: "queued",
-                next_attempt_at: Some(at),
-                last_error: sent.error.clone(),
-                counts: sent.counts,
-            },
-            Next::Dead(why) => {
-                let error = match &sent.error {
-                    Some(e) => format!("{e}; {why}"),
-                    None => why,
-                };
-                tracing::error!(message_id = msg.id, event_id = %msg.event_id, %error, "message is dead; an admin can replay it");
-                Transition {
-                    state: "dead",
-                    next_attempt_at: None,
-                    last_error: Some(error),
-                    counts: sent.counts,
-                }
-            }
-        }
-    }
     /// Queues again the claims that went stale (see [`WorkerSettings::stale_after`]).
     async fn reap(&self) {
         let cutoff = SystemTime::now() - self.settings.stale_after;
-        match self
-            .with_conn(move |c| store::requeue_stale(c, cutoff))
-            .await
-        {
+        match self.store(move |q| q.requeue_stale(cutoff)).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 messages = n,
@@ -509,7 +313,7 @@ impl Worker {
     async fn prune(&self) {
         let (keep_delivered, keep_dead) = (self.settings.keep_delivered, self.settings.keep_dead);
         match self
-            .with_conn(move |c| store::prune(c, SystemTime::now(), keep_delivered, keep_dead))
+            .store(move |q| q.prune(SystemTime::now(), keep_delivered, keep_dead))
             .await
         {
             Ok(0) => {}
@@ -577,53 +381,6 @@ impl Worker {
     }
 }
 
-fn record(outcome: &str, r: &CallReport) -> AttemptRecord {
-    AttemptRecord {
-        outcome: outcome.to_string(),
-        http_status: r.http_status,
-        error_code: match r.answer {
-            Answer::Code(c) => Some(c),
-            _ => None,
-        },
-        error_message: r.message.clone(),
-        trace_id: r.trace_id.clone(),
-        third_trace_id: Some(r.third_trace_id.clone()),
-    }
-}
-
-/// The admin-facing text of a failed call: code, message and both trace ids.
-fn describe(r: &CallReport) -> String {
-    let what = match &r.answer {
-        Answer::Code(c) => format!("errorCode {c}"),
-        Answer::Http(s) => format!("HTTP {s}"),
-        Answer::NotJson => "not a JSON answer".into(),
-        Answer::Timeout => "timeout".into(),
-        Answer::Connect => "connection failed".into(),
-    };
-    let mut text = what;
-    if let Some(m) = &r.message {
-        text.push_str(": ");
-        text.push_str(m);
-    }
-    if let Some(t) = &r.trace_id {
-        text.push_str(&format!(" (traceId {t}"));
-        text.push_str(&format!(", thirdTraceId {})", r.third_trace_id));
-    } else {
-        text.push_str(&format!(" (thirdTraceId {})", r.third_trace_id));
-    }
-    text
-}
-
-fn log_call(msg: &Claimed, r: &CallReport, verdict: Verdict) {
-    if verdict == Verdict::Delivered {
-        tracing::info!(message_id = msg.id, event_id = %msg.event_id, third_trace_id = %r.third_trace_id,
-            trace_id = r.trace_id.as_deref().unwrap_or("-"), "message delivered");
-    } else {
-        tracing::warn!(message_id = msg.id, event_id = %msg.event_id, third_trace_id = %r.third_trace_id,
-            trace_id = r.trace_id.as_deref().unwrap_or("-"), verdict = ?verdict, error = %describe(r), "send failed");
-    }
-}
-
 /// How much later than its recorded time a call of the previous process may have started.
 const RESUME_MARGIN: Duration = Duration::from_secs(1);
 
@@ -642,8 +399,7 @@ fn resume_pacer(ledger: &dyn VendorLedger, settings: &WorkerSettings) -> anyhow:
             .unwrap_or(now)
             + RESUME_MARGIN
     };
-    let window_start = wall - settings.rate_window;
-    let sends = ledger.calls_since(CallKind::Send, window_start)?;
+    let sends = ledger.calls_since(CallKind::Send, wall - settings.rate_window)?;
     for at in &sends {
         pacer.record(instant(*at));
     }
@@ -659,10 +415,4 @@ fn resume_pacer(ledger: &dyn VendorLedger, settings: &WorkerSettings) -> anyhow:
         pacer.pause_until(now + left);
     }
     Ok(pacer)
-}
-
-/// A value in [-1, 1] for retry jitter (from the UUID generator's randomness: no extra crate).
-fn rand_unit() -> f64 {
-    let bits = uuid::Uuid::new_v4().as_u128() as u32;
-    f64::from(bits) / f64::from(u32::MAX) * 2.0 - 1.0
 }

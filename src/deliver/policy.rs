@@ -178,6 +178,18 @@ impl Pacer {
         }
     }
 
+    /// Gives back a reserved slot whose send was not made.
+    pub fn cancel(&mut self, reserved: Instant) {
+        if let Some(i) = self.sent.iter().rposition(|t| *t == reserved) {
+            self.sent.remove(i);
+        }
+    }
+
+    /// True while a pause holds every send.
+    pub fn is_paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|p| p > now)
+    }
+
     /// Records a send made at `at` (in order: usually the newest).
     pub fn record(&mut self, at: Instant) {
         let i = self

@@ -3,12 +3,13 @@
 
 use serde_saphyr::Spanned;
 
+use super::GroupDirectory;
 use super::jsonpath::JsonPath;
 use super::spec::{CardSpec, IgnoreSpec, RowSpec, RuleSpec, Text, WhenSpec};
 use super::template::{CompileOptions, Template};
 use super::{Action, CardTemplate, Condition, Mapping, Recipient, RowTemplate, Rule};
+use crate::card::RecipientId;
 use crate::diagnostic::Reporter;
-use crate::route::{Groups, RecipientId};
 
 /// Default cap of a row list.
 pub const DEFAULT_MAX_ROWS: usize = 10;
@@ -24,7 +25,7 @@ const ELEMENT: CompileOptions = CompileOptions {
 /// no errors.
 pub fn compile_rules(
     rules: &[Spanned<RuleSpec>],
-    groups: &Groups,
+    groups: &dyn GroupDirectory,
     report: &mut Reporter,
 ) -> Mapping {
     let mut unreachable = Vec::new();
@@ -79,7 +80,7 @@ fn path(text: &Text, report: &mut Reporter) -> Option<JsonPath> {
 fn compile_rule(
     index: usize,
     spanned: &Spanned<RuleSpec>,
-    groups: &Groups,
+    groups: &dyn GroupDirectory,
     report: &mut Reporter,
     unreachable: &mut Vec<(String, serde_saphyr::Location)>,
 ) -> Option<Rule> {
@@ -117,7 +118,7 @@ fn compile_rule(
             let card = compile_card(&card.value, report);
             let to = compile_recipients(&name, spec, groups, report);
             let fallback = match &spec.fallback {
-                Some(f) if !groups.contains(&f.value) => {
+                Some(f) if groups.size(&f.value).is_none() => {
                     report.error(
                         &f.referenced,
                         format!("unknown group {:?} (known: {})", f.value, known(groups)),
@@ -149,14 +150,14 @@ fn compile_rule(
     })
 }
 
-fn known(groups: &Groups) -> String {
-    groups.names().collect::<Vec<_>>().join(", ")
+fn known(groups: &dyn GroupDirectory) -> String {
+    groups.names().join(", ")
 }
 
 fn compile_recipients(
     rule: &str,
     spec: &RuleSpec,
-    groups: &Groups,
+    groups: &dyn GroupDirectory,
     report: &mut Reporter,
 ) -> Option<Vec<Recipient>> {
     let mut ok = true;
@@ -176,7 +177,7 @@ fn compile_recipients(
                 Some(t) => out.push(Recipient::Lookup(t)),
                 None => ok = false,
             }
-        } else if groups.contains(text) {
+        } else if groups.size(text).is_some() {
             out.push(Recipient::Group(text.to_string()));
         } else {
             report.error(
@@ -193,12 +194,12 @@ fn compile_recipients(
 }
 
 /// False when every recipient is an empty (or missing) group.
-fn reaches_someone(to: &[Recipient], fallback: &str, groups: &Groups) -> bool {
-    let empty = |g: &str| groups.get(g).is_none_or(<[_]>::is_empty);
+fn reaches_someone(to: &[Recipient], fallback: &str, groups: &dyn GroupDirectory) -> bool {
+    let empty = |g: &str| groups.size(g).is_none_or(|n| n == 0);
     to.iter().any(|r| match r {
         Recipient::Group(g) => !empty(g),
         Recipient::Id(_) => true,
-        Recipient::Lookup(_) => groups.names().any(|g| !empty(g)),
+        Recipient::Lookup(_) => groups.names().into_iter().any(|g| !empty(g)),
     }) || !empty(fallback)
 }
 

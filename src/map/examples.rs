@@ -2,6 +2,9 @@
 //! and the expected result or parts of it. `fxhook check` runs them and fails on a mismatch,
 //! reported at the example's position; at load and reload a mismatch is only a warning, so an
 //! otherwise valid file is never blocked by its examples.
+//!
+//! An example states what the map step gives (status, rule, card), not whom it reaches, so it
+//! runs the map step alone, in `mappings.timezone`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +16,6 @@ use serde_saphyr::Spanned;
 use super::{Mapped, Mapping};
 use crate::card::Row;
 use crate::diagnostic::{Reporter, Severity};
-use crate::route::Groups;
 use crate::verify::{ContentKind, Webhook, trust_offline};
 
 /// One example.
@@ -67,7 +69,7 @@ pub fn run(
     examples: &[Spanned<ExampleSpec>],
     mapping: &Mapping,
     file: &Path,
-    groups: &Groups,
+    tz: chrono_tz::Tz,
     severity: Severity,
     report: &mut Reporter,
 ) {
@@ -112,7 +114,7 @@ pub fn run(
                 continue;
             }
         };
-        let mapped = mapping.map(&payload, groups, chrono_tz::Asia::Shanghai);
+        let mapped = mapping.map(&payload, tz);
         for mismatch in compare(&spec.expect.value, &mapped) {
             problem(report, mismatch);
         }
@@ -141,10 +143,11 @@ pub fn compare(expect: &Expect, mapped: &Mapped) -> Vec<String> {
     differ("status", &expect.status, Some(status), &mut out);
     differ("rule", &expect.rule, rule, &mut out);
     differ("reason", &expect.reason, reason, &mut out);
-    let card = match mapped {
-        Mapped::Rendered { messages, .. } => messages.first().map(|m| &m.composite),
+    let composite = match mapped {
+        Mapped::Rendered { card, .. } => Some(card.composite()),
         _ => None,
     };
+    let card = composite.as_ref();
     let wants_card = expect.title.is_some()
         || expect.first.is_some()
         || expect.remark.is_some()

@@ -1,10 +1,11 @@
 //! Map: the third step. A verified payload goes through the source's rules (first match wins);
-//! the matching rule either ignores it with a reason or renders a composite card, which the
-//! route step addresses to its recipients.
+//! the matching rule either ignores it with a reason or renders a composite card and says whom
+//! it is for ([`RecipientSpec`]), which the route step resolves against the configured groups.
 //!
 //! Layout: [`spec`] is the YAML as admins write it; [`compile`] checks it and builds the
 //! run-time [`Mapping`] (every JSONPath and template compiled once, at load); [`jsonpath`] wraps
-//! the JSONPath engine; [`template`] is the one-line template language of card fields.
+//! the JSONPath engine; [`template`] is the one-line template language of card fields;
+//! [`examples`] compares a mapping's result with what a mapping file's example expects.
 
 pub mod compile;
 pub mod examples;
@@ -15,8 +16,7 @@ pub mod template;
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use crate::card::{Card, Link, Row, SendBody};
-use crate::route::{self, Groups, RecipientId, RecipientSet};
+use crate::card::{Card, Link, RecipientId, Row};
 use crate::verify::{Payload, Verified};
 use jsonpath::{JsonPath, Scope};
 use template::Template;
@@ -123,6 +123,35 @@ pub enum RowTemplate {
     },
 }
 
+/// What the configured groups look like, as compiling a mapping needs to know them (which
+/// names exist, which are empty). Route's `Groups` is the one implementation.
+pub trait GroupDirectory {
+    /// How many members the group has, when it exists.
+    fn size(&self, group: &str) -> Option<usize>;
+    /// Every group name.
+    fn names(&self) -> Vec<&str>;
+}
+
+/// Whom a rendered card is for, before the groups are looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientSpec {
+    /// What the rule's `to:` named, evaluated against the payload.
+    pub targets: Vec<Target>,
+    /// The group used when the rule names nobody or its lookups name no existing group.
+    pub fallback: String,
+}
+
+/// One entry of a rule's `to:`, evaluated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A configured group.
+    Group(String),
+    /// A literal employee id.
+    Id(RecipientId),
+    /// Group names a template read from the payload.
+    Lookup(Vec<String>),
+}
+
 /// What mapping made of a payload.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
@@ -131,12 +160,14 @@ pub enum Mapped {
         /// Why, for the sender and the logs.
         reason: String,
     },
-    /// Rendered into send bodies.
+    /// Rendered into a card for some recipients.
     Rendered {
         /// The rule.
         rule: String,
-        /// One body per ≤500 recipients (one with `toUser: []` when there are none).
-        messages: Vec<SendBody>,
+        /// The card.
+        card: Card,
+        /// Whom it is for.
+        to: RecipientSpec,
     },
     /// The matching rule could not render a valid card.
     Failed {
@@ -149,7 +180,7 @@ pub enum Mapped {
 
 impl Mapping {
     /// Runs the rules over a verified payload.
-    pub fn map(&self, payload: &Verified<Payload>, groups: &Groups, tz: Tz) -> Mapped {
+    pub fn map(&self, payload: &Verified<Payload>, tz: Tz) -> Mapped {
         let payload = payload.inner();
         let scope = Scope {
             root: &payload.json,
@@ -161,46 +192,51 @@ impl Mapping {
             .iter()
             .find(|r| r.when.holds(&payload.webhook, &scope))
         else {
+            tracing::debug!(rules = self.rules.len(), "no rule matches");
             return Mapped::Ignored {
                 reason: "no rule matches this event".into(),
             };
         };
+        tracing::debug!(rule = %rule.name, "rule matched");
         match &rule.action {
             Action::Ignore(reason) => Mapped::Ignored {
                 reason: reason.clone(),
             },
             Action::Send { to, fallback, card } => match card.render(&scope, &self.limits) {
-                Ok(card) => {
-                    let recipients = resolve(to, fallback, groups, &scope);
-                    Mapped::Rendered {
+                Ok(card) => Mapped::Rendered {
+                    rule: rule.name.clone(),
+                    card,
+                    to: RecipientSpec {
+                        targets: to.iter().map(|r| r.evaluate(&scope)).collect(),
+                        fallback: fallback.clone(),
+                    },
+                },
+                Err(e) => {
+                    tracing::debug!(rule = %rule.name, error = %e, "the card does not render");
+                    Mapped::Failed {
                         rule: rule.name.clone(),
-                        messages: route::split(&card, &recipients),
+                        reason: e.to_string(),
                     }
                 }
-                Err(e) => Mapped::Failed {
-                    rule: rule.name.clone(),
-                    reason: e.to_string(),
-                },
             },
         }
     }
 }
 
-impl Mapped {
-    /// The document of `fxhook render` and `POST /admin/render`: `{"status":"rendered",…}` or
-    /// `{"status":"ignored",…}`.
-    ///
-    /// # Errors
-    /// The mapping failed: the rule and the reason.
-    pub fn render_document(&self) -> Result<serde_json::Value, String> {
+impl Recipient {
+    /// What this entry names for this payload.
+    fn evaluate(&self, scope: &Scope) -> Target {
         match self {
-            Mapped::Ignored { reason } => {
-                Ok(serde_json::json!({"status": "ignored", "reason": reason}))
-            }
-            Mapped::Rendered { rule, messages } => {
-                Ok(serde_json::json!({"status": "rendered", "rule": rule, "messages": messages}))
-            }
-            Mapped::Failed { rule, reason } => Err(format!("rule {rule}: {reason}")),
+            Recipient::Group(name) => Target::Group(name.clone()),
+            Recipient::Id(id) => Target::Id(id.clone()),
+            Recipient::Lookup(t) => Target::Lookup(
+                t.render(scope)
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
         }
     }
 }
@@ -291,29 +327,4 @@ fn push_row(rows: &mut Vec<Row>, label: &Template, value: &Template, scope: &Sco
             value,
         });
     }
-}
-
-fn resolve(to: &[Recipient], fallback: &str, groups: &Groups, scope: &Scope) -> Vec<RecipientId> {
-    let mut set = RecipientSet::default();
-    let mut lookups = 0;
-    let mut selected = 0;
-    for r in to {
-        match r {
-            Recipient::Group(name) => set.extend(groups.get(name).unwrap_or_default()),
-            Recipient::Id(id) => set.extend([id]),
-            Recipient::Lookup(t) => {
-                lookups += 1;
-                for name in t.render(scope).split(',').map(str::trim) {
-                    if let Some(members) = groups.get(name) {
-                        selected += 1;
-                        set.extend(members);
-                    }
-                }
-            }
-        }
-    }
-    if to.is_empty() || (lookups > 0 && selected == 0) {
-        set.extend(groups.get(fallback).unwrap_or_default());
-    }
-    set.into_vec()
 }

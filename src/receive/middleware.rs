@@ -11,8 +11,12 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use tracing::Instrument;
 
-use super::AppState;
 use super::client::client_ip;
+use crate::config::IpRange;
+
+/// The reverse proxies whose `X-Forwarded-For` (or `Forwarded`) is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<IpRange>);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -35,8 +39,8 @@ pub async fn request_context(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = caller_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let trusted = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.trusted_proxies.clone())
+        .app_data::<web::Data<TrustedProxies>>()
+        .map(|t| t.0.clone())
         .unwrap_or_default();
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     // A proxy may append its own header line instead of extending the first: join them all.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use fxhook::card::SendBody;
-use fxhook::map::Mapped;
+use fxhook::pipeline::Routed;
 use fxhook::route::Groups;
 use fxhook::source::{Source, load_file};
 use fxhook::verify::{ContentKind, Webhook, trust_offline};
@@ -26,7 +26,7 @@ pub fn load(path: &Path, groups: &Groups) -> Source {
 }
 
 /// Maps a payload with these headers, offline.
-pub fn map(source: &Source, groups: &Groups, headers: &[(&str, &str)], body: &[u8]) -> Mapped {
+pub fn map(source: &Source, groups: &Groups, headers: &[(&str, &str)], body: &[u8]) -> Routed {
     let mut map = actix_web::http::header::HeaderMap::new();
     for (n, v) in headers {
         map.insert(
@@ -42,9 +42,7 @@ pub fn map(source: &Source, groups: &Groups, headers: &[(&str, &str)], body: &[u
         received_at: std::time::SystemTime::now(),
     };
     let payload = trust_offline(webhook).parse().expect("fixture is JSON");
-    source
-        .mapping
-        .map(&payload, groups, chrono_tz::Asia::Shanghai)
+    fxhook::pipeline::render(&source.mapping, &payload, groups, chrono_tz::Asia::Shanghai)
 }
 
 /// What the vendor requires of every send body.

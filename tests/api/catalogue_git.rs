@@ -4,7 +4,7 @@
 //! sent, and the same kind of event reading the same way whichever host sent it.
 
 use fxhook::card::Composite;
-use fxhook::map::Mapped;
+use fxhook::pipeline::Routed;
 use fxhook::route::Groups;
 use fxhook::source::Source;
 use serde_json::Value;
@@ -57,7 +57,7 @@ impl Sender {
         serde_json::from_slice(&text).unwrap()
     }
 
-    fn map(&self, event: &str, body: &Value) -> Mapped {
+    fn map(&self, event: &str, body: &Value) -> Routed {
         map(
             &self.source,
             &self.groups,
@@ -70,7 +70,7 @@ impl Sender {
     /// composite, made by `rule`.
     fn card_of(&self, event: &str, body: &Value, rule: &str) -> Composite {
         match self.map(event, body) {
-            Mapped::Rendered {
+            Routed::Rendered {
                 rule: made_by,
                 messages,
             } => {
@@ -91,7 +91,7 @@ impl Sender {
     /// The reason a payload that must be ignored gives.
     fn ignored_of(&self, event: &str, body: &Value) -> String {
         match self.map(event, body) {
-            Mapped::Ignored { reason } => {
+            Routed::Ignored { reason } => {
                 assert!(
                     !reason.trim().is_empty(),
                     "{event}: ignored without a reason"
@@ -926,12 +926,12 @@ fn every_git_host_fixture_renders_a_valid_card_or_is_ignored_with_a_reason() {
     for (dir, event, file) in FIXTURES {
         let sender = &senders.iter().find(|(d, _)| d == dir).unwrap().1;
         match sender.map(event, &sender.fixture(file)) {
-            Mapped::Rendered { messages, .. } => {
+            Routed::Rendered { messages, .. } => {
                 rendered += 1;
                 messages.iter().for_each(assert_valid_composite);
             }
-            Mapped::Ignored { reason } => assert!(!reason.is_empty(), "{dir}/{file}"),
-            Mapped::Failed { rule, reason } => panic!("{dir}/{file}: rule {rule}: {reason}"),
+            Routed::Ignored { reason } => assert!(!reason.is_empty(), "{dir}/{file}"),
+            Routed::Failed { rule, reason } => panic!("{dir}/{file}: rule {rule}: {reason}"),
         }
     }
     assert!(rendered >= 19, "only {rendered} rendered");

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fxhook::card::SendBody;
-use fxhook::map::Mapped;
+use fxhook::pipeline::Routed;
 use fxhook::route::Groups;
 use fxhook::source::Source;
 use serde_json::{Value, json};
@@ -57,14 +57,14 @@ impl Sender {
         Sender { source, groups }
     }
 
-    fn mapped(&self, headers: &[(&str, &str)], body: &[u8]) -> Mapped {
+    fn mapped(&self, headers: &[(&str, &str)], body: &[u8]) -> Routed {
         map(&self.source, &self.groups, headers, body)
     }
 
     /// Renders one valid composite for the group `default`, or panics.
     fn card(&self, headers: &[(&str, &str)], body: &[u8]) -> Card {
         match self.mapped(headers, body) {
-            Mapped::Rendered { rule, messages } => {
+            Routed::Rendered { rule, messages } => {
                 assert_eq!(messages.len(), 1);
                 assert_valid_composite(&messages[0]);
                 assert_eq!(messages[0].to_user, vec!["1000", "1001"]);
@@ -90,7 +90,7 @@ impl Sender {
     /// The reason of an ignored event, or panics.
     fn ignored(&self, headers: &[(&str, &str)], body: &[u8]) -> String {
         match self.mapped(headers, body) {
-            Mapped::Ignored { reason } => {
+            Routed::Ignored { reason } => {
                 assert!(!reason.trim().is_empty(), "ignored without a reason");
                 reason
             }
@@ -156,15 +156,15 @@ fn every_fixture_of_every_sender_renders_a_valid_card_or_is_ignored_with_a_reaso
                 .map(|h| vec![(h, event_of(&file))])
                 .unwrap_or_default();
             match sender.mapped(&headers, &body) {
-                Mapped::Rendered { messages, .. } => {
+                Routed::Rendered { messages, .. } => {
                     rendered += 1;
                     messages.iter().for_each(assert_valid_composite);
                 }
-                Mapped::Ignored { reason } => {
+                Routed::Ignored { reason } => {
                     ignored += 1;
                     assert!(!reason.is_empty(), "{dir}/{file}: ignored without a reason");
                 }
-                Mapped::Failed { rule, reason } => panic!("{dir}/{file}: rule {rule}: {reason}"),
+                Routed::Failed { rule, reason } => panic!("{dir}/{file}: rule {rule}: {reason}"),
             }
         }
     }

@@ -65,13 +65,11 @@ fn every_shipped_mapping_carries_examples_that_check_runs_and_passes() {
     let groups =
         fxhook::route::Groups::new(&BTreeMap::from([("default".into(), vec!["1000".into()])]))
             .unwrap();
-    let set = fxhook::source::load_dir_with(
-        &dir,
-        &groups,
-        &fxhook::card::CardLimits::default(),
-        Severity::Error,
-    )
-    .unwrap();
+    let options = fxhook::source::LoadOptions {
+        examples: Severity::Error,
+        ..Default::default()
+    };
+    let set = fxhook::source::load_dir_with(&dir, &groups, &options).unwrap();
     let errors: Vec<String> = set
         .diagnostics
         .iter()

@@ -569,7 +569,7 @@ fn no_payload_makes_any_shipped_mapping_panic() {
             } else {
                 chrono_tz::Asia::Shanghai
             };
-            let _ = source.mapping.map(&parsed, &groups, tz);
+            let _ = fxhook::pipeline::render(&source.mapping, &parsed, &groups, tz);
             Ok(())
         });
         if let Err(e) = result {

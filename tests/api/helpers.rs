@@ -62,7 +62,7 @@ pub struct Options {
 /// Settings for a test: port 0, the given directory, dry run, one default recipient.
 pub fn test_settings(dir: &Path) -> Settings {
     let mut s = Settings::default();
-    s.server.listen = "127.0.0.1:0".into();
+    s.server.listen = ([127, 0, 0, 1], 0).into();
     s.server.workers = 1;
     s.mappings.dir = dir.join("mappings");
     s.store.path = dir.join("store/fxhook.db");

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use fxhook::card::SendBody;
-use fxhook::map::Mapped;
+use fxhook::pipeline::Routed;
 use fxhook::source::load_file;
 
 use crate::cards::{assert_valid_composite, groups, load, map};
@@ -28,14 +28,14 @@ fn every_vendored_github_payload_renders_a_valid_card_or_is_ignored_with_a_reaso
         let event = fixture_event(&path);
         let body = std::fs::read(&path).unwrap();
         match map(&source, &groups, &[("X-GitHub-Event", &event)], &body) {
-            Mapped::Rendered { messages, .. } => {
+            Routed::Rendered { messages, .. } => {
                 rendered += 1;
                 assert_eq!(messages.len(), 1);
                 assert_eq!(messages[0].to_user, vec!["1000", "1001"]);
                 assert_valid_composite(&messages[0]);
             }
-            Mapped::Ignored { reason } => assert!(!reason.is_empty()),
-            Mapped::Failed { reason, .. } => panic!("{}: {reason}", path.display()),
+            Routed::Ignored { reason } => assert!(!reason.is_empty()),
+            Routed::Failed { reason, .. } => panic!("{}: {reason}", path.display()),
         }
     }
     assert!(rendered >= 15, "only {rendered} fixtures rendered");
@@ -60,12 +60,12 @@ fn every_example_of_octokit_webhooks_examples_renders_or_is_ignored_never_an_err
         for example in event["examples"].as_array().unwrap() {
             let body = serde_json::to_vec(example).unwrap();
             match map(&source, &groups, &[("X-GitHub-Event", name)], &body) {
-                Mapped::Rendered { messages, .. } => {
+                Routed::Rendered { messages, .. } => {
                     rendered += 1;
                     messages.iter().for_each(assert_valid_composite);
                 }
-                Mapped::Ignored { .. } => ignored += 1,
-                Mapped::Failed { reason, rule } => {
+                Routed::Ignored { .. } => ignored += 1,
+                Routed::Failed { reason, rule } => {
                     panic!("{name} {:?}: rule {rule}: {reason}", example["action"])
                 }
             }
@@ -87,7 +87,7 @@ fn every_push_renders_a_card_including_branch_and_tag_deletions() {
         let deleted =
             serde_json::from_slice::<serde_json::Value>(&body).unwrap()["deleted"] == true;
         match map(&source, &groups, &[("X-GitHub-Event", "push")], &body) {
-            Mapped::Rendered { rule, messages } => {
+            Routed::Rendered { rule, messages } => {
                 assert_eq!(rule, if deleted { "push-delete" } else { "push" });
                 assert_valid_composite(&messages[0]);
             }
@@ -107,7 +107,7 @@ fn a_push_with_many_commits_shows_each_first_line_capped_with_a_more_row() {
         "ref": "refs/heads/main", "deleted": false, "forced": false, "compare": "https://x/compare",
         "commits": commits, "pusher": {"name": "ada"}, "repository": {"full_name": "o/r", "html_url": "https://x"}
     });
-    let Mapped::Rendered { messages, .. } = map(
+    let Routed::Rendered { messages, .. } = map(
         &source,
         &groups,
         &[("X-GitHub-Event", "push")],
@@ -137,7 +137,7 @@ fn the_real_alertmanager_webhook_makes_one_card_with_a_row_per_alert_and_the_gen
         "tests/fixtures/alertmanager-0.25-firing.body.json",
     ))
     .unwrap();
-    let Mapped::Rendered { messages, .. } = map(&source, &groups, &[], &body) else {
+    let Routed::Rendered { messages, .. } = map(&source, &groups, &[], &body) else {
         panic!("not rendered")
     };
     let card = &messages[0].composite;
@@ -164,7 +164,7 @@ fn an_alert_without_a_generator_links_to_the_alertmanager() {
     .unwrap();
     body["alerts"][0]["generatorURL"] = "".into();
     body["status"] = "resolved".into();
-    let Mapped::Rendered { messages, .. } = map(&source, &groups, &[], body.to_string().as_bytes())
+    let Routed::Rendered { messages, .. } = map(&source, &groups, &[], body.to_string().as_bytes())
     else {
         panic!()
     };
@@ -259,7 +259,7 @@ fn recipients_come_from_groups_ids_and_payload_lookups_with_a_fallback_and_no_re
     ]);
     let source = load(&path, &groups);
     let to = |body: &str| match map(&source, &groups, &[], body.as_bytes()) {
-        Mapped::Rendered { messages, .. } => messages[0].to_user.clone(),
+        Routed::Rendered { messages, .. } => messages[0].to_user.clone(),
         other => panic!("{other:?}"),
     };
     assert_eq!(to(r#"{"team":"db"}"#), vec!["1", "2", "42", "3"]);
@@ -330,8 +330,11 @@ fn check_fails_on_a_wrong_example_at_its_position_and_serving_only_warns() {
     let checked = fxhook::source::load_dir_with(
         dir.path(),
         &groups,
-        &limits,
-        fxhook::diagnostic::Severity::Error,
+        &fxhook::source::LoadOptions {
+            limits: limits.clone(),
+            examples: fxhook::diagnostic::Severity::Error,
+            ..Default::default()
+        },
     )
     .unwrap();
     let errors: Vec<String> = checked
@@ -351,8 +354,11 @@ fn check_fails_on_a_wrong_example_at_its_position_and_serving_only_warns() {
     let served = fxhook::source::load_dir_with(
         dir.path(),
         &groups,
-        &limits,
-        fxhook::diagnostic::Severity::Warning,
+        &fxhook::source::LoadOptions {
+            limits: limits.clone(),
+            examples: fxhook::diagnostic::Severity::Warning,
+            ..Default::default()
+        },
     )
     .unwrap();
     assert!(
@@ -388,7 +394,7 @@ fn a_storm_of_500_alerts_in_one_webhook_makes_one_card_that_fits() {
             a
         })
         .collect();
-    let Mapped::Rendered { messages, .. } = map(&source, &groups, &[], body.to_string().as_bytes())
+    let Routed::Rendered { messages, .. } = map(&source, &groups, &[], body.to_string().as_bytes())
     else {
         panic!()
     };

@@ -1,10 +1,11 @@
 //! The store looking after itself: the heartbeat write behind `/readyz`, the integrity check
-//! run after an error, and the one-time scrub of credentials from headers stored by earlier
-//! versions.
+//! run after an error, the queue gauges and the size bound, and the one-time scrub of
+//! credentials from headers stored by earlier versions.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::unix_ms;
+use super::Sqlite;
+use crate::store::{Monitor, QueueStats, from_unix_ms, unix_ms};
 
 /// The `meta` key set once the stored headers have been scrubbed.
 const SCRUBBED: &str = "headers_scrubbed";
@@ -49,7 +50,7 @@ pub fn quick_check(conn: &Connection) -> anyhow::Result<Option<String>> {
 /// A database error (the scrub runs again at the next start).
 pub fn scrub_headers_once(
     conn: &mut Connection,
-    mut clean: impl FnMut(&str, &str) -> Option<String>,
+    clean: &mut dyn FnMut(&str, &str) -> Option<String>,
 ) -> anyhow::Result<usize> {
     let done: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [SCRUBBED], |r| {
@@ -90,6 +91,44 @@ pub fn scrub_headers_once(
     Ok(changed)
 }
 
+impl Monitor for Sqlite {
+    fn ping(&self) -> anyhow::Result<()> {
+        self.conn()?
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+        Ok(())
+    }
+
+    fn queue_stats(&self) -> anyhow::Result<QueueStats> {
+        let (queued, in_flight, oldest): (i64, i64, Option<i64>) = self.conn()?.query_row(
+            "SELECT COUNT(*) FILTER (WHERE state = 'queued'), COUNT(*) FILTER (WHERE state = 'in-flight'),
+                    MIN(created_at) FILTER (WHERE state = 'queued')
+             FROM messages WHERE state IN ('queued', 'in-flight')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(QueueStats {
+            queued: queued.max(0) as u64,
+            in_flight: in_flight.max(0) as u64,
+            oldest_queued: oldest.map(from_unix_ms),
+        })
+    }
+
+    fn size_bytes(&self) -> anyhow::Result<u64> {
+        let bytes: i64 = self.conn()?.query_row(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(bytes.max(0) as u64)
+    }
+
+    fn integrity_check(&self) -> anyhow::Result<Option<String>> {
+        quick_check(&*self.conn()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,8 +145,8 @@ mod tests {
             )
             .unwrap();
         }
-        let clean = |_: &str, h: &str| Some(h.replace("\"x-api-key\":\"s3cret\",", ""));
-        assert_eq!(scrub_headers_once(&mut conn, clean).unwrap(), 2500);
+        let mut clean = |_: &str, h: &str| Some(h.replace("\"x-api-key\":\"s3cret\",", ""));
+        assert_eq!(scrub_headers_once(&mut conn, &mut clean).unwrap(), 2500);
         let left: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM events WHERE headers LIKE '%s3cret%'",
@@ -117,11 +156,11 @@ mod tests {
             .unwrap();
         assert_eq!(left, 0);
         let mut calls = 0;
-        let counted = |_: &str, _: &str| {
+        let mut counted = |_: &str, _: &str| {
             calls += 1;
             None
         };
-        assert_eq!(scrub_headers_once(&mut conn, counted).unwrap(), 0);
+        assert_eq!(scrub_headers_once(&mut conn, &mut counted).unwrap(), 0);
         assert_eq!(calls, 0, "a store already scrubbed is not read again");
     }
 

@@ -1,16 +1,16 @@
 //! The admin API's queries: listing and inspecting events and messages, replaying dead ones,
 //! and replacing an event's failed messages after a re-map.
 
+use std::time::SystemTime;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
-use super::unix_ms;
-use crate::enqueue::{EventOutcome, NewMessage, insert_messages};
-
-/// Message states an admin can filter by.
-pub const MESSAGE_STATES: &[&str] = &["queued", "in-flight", "delivered", "failed", "dead"];
-/// Event states an admin can filter by.
-pub const EVENT_STATES: &[&str] = &["mapped", "failed"];
+use super::Sqlite;
+use super::ingest::insert_messages;
+use crate::store::{
+    EventOutcome, EventState, Inspect, MessageState, NewMessage, Replay, StoredEvent, unix_ms,
+};
 
 fn body_json(text: String) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::String(text))
@@ -50,9 +50,10 @@ fn event_json(r: &Row) -> rusqlite::Result<Value> {
 /// A database error.
 pub fn list_events(
     conn: &Connection,
-    state: Option<&str>,
+    state: Option<EventState>,
     limit: i64,
 ) -> anyhow::Result<Vec<Value>> {
+    let state = state.map(EventState::as_str);
     let mut stmt = conn.prepare(
         "SELECT * FROM events WHERE (?1 IS NULL OR state = ?1) ORDER BY received_at DESC, id DESC LIMIT ?2",
     )?;
@@ -68,9 +69,10 @@ pub fn list_events(
 /// A database error.
 pub fn list_messages(
     conn: &Connection,
-    state: Option<&str>,
+    state: Option<MessageState>,
     limit: i64,
 ) -> anyhow::Result<Vec<Value>> {
+    let state = state.map(MessageState::as_str);
     let mut stmt = conn.prepare(
         "SELECT * FROM messages WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2",
     )?;
@@ -147,28 +149,11 @@ pub fn event_detail(conn: &Connection, id: &str) -> anyhow::Result<Option<Value>
     Ok(Some(e))
 }
 
-/// What a replay did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Replay {
-    /// Queued again.
-    Queued,
-    /// No such message.
-    NotFound,
-    /// Only dead or failed messages are replayed; this one is in this state.
-    WrongState(String),
-    /// A failed message with no recipients: re-map its event once the group is filled.
-    NoRecipients,
-}
-
 /// Queues a dead or failed message again, with a fresh retry schedule and age.
 ///
 /// # Errors
 /// A database error.
-pub fn replay_message(
-    conn: &Connection,
-    id: i64,
-    now: std::time::SystemTime,
-) -> anyhow::Result<Replay> {
+pub fn replay_message(conn: &Connection, id: i64, now: SystemTime) -> anyhow::Result<Replay> {
     let Some((state, body)): Option<(String, String)> = conn
         .query_row(
             "SELECT state, body FROM messages WHERE id = ?1",
@@ -179,7 +164,8 @@ pub fn replay_message(
     else {
         return Ok(Replay::NotFound);
     };
-    if state != "dead" && state != "failed" {
+    let state: MessageState = state.parse().map_err(anyhow::Error::msg)?;
+    if !matches!(state, MessageState::Dead | MessageState::Failed) {
         return Ok(Replay::WrongState(state));
     }
     let empty = serde_json::from_str::<Value>(&body)
@@ -191,9 +177,9 @@ pub fn replay_message(
     }
     let now = unix_ms(now);
     conn.execute(
-        "UPDATE messages SET state = 'queued', attempts = 0, next_attempt_at = ?2, created_at = ?2, updated_at = ?2
+        "UPDATE messages SET state = ?3, attempts = 0, next_attempt_at = ?2, created_at = ?2, updated_at = ?2
          WHERE id = ?1",
-        params![id, now],
+        params![id, now, MessageState::Queued.as_str()],
     )?;
     Ok(Replay::Queued)
 }
@@ -202,26 +188,13 @@ pub fn replay_message(
 ///
 /// # Errors
 /// A database error.
-pub fn replay_all_dead(conn: &Connection, now: std::time::SystemTime) -> anyhow::Result<usize> {
+pub fn replay_all_dead(conn: &Connection, now: SystemTime) -> anyhow::Result<usize> {
     let now = unix_ms(now);
     Ok(conn.execute(
-        "UPDATE messages SET state = 'queued', attempts = 0, next_attempt_at = ?1, created_at = ?1, updated_at = ?1
-         WHERE state = 'dead'",
-        params![now],
+        "UPDATE messages SET state = ?2, attempts = 0, next_attempt_at = ?1, created_at = ?1, updated_at = ?1
+         WHERE state = ?3",
+        params![now, MessageState::Queued.as_str(), MessageState::Dead.as_str()],
     )?)
-}
-
-/// What re-mapping needs of a stored event.
-#[derive(Debug, Clone)]
-pub struct StoredEvent {
-    /// Source name.
-    pub source: String,
-    /// Headers as stored (JSON object).
-    pub headers: String,
-    /// The verified payload.
-    pub payload: Vec<u8>,
-    /// Arrival time (unix ms).
-    pub received_at: i64,
 }
 
 /// The stored event `id`, when it exists.
@@ -255,12 +228,17 @@ pub fn apply_remap(
     conn: &mut Connection,
     id: &str,
     outcome: &EventOutcome,
-    now: std::time::SystemTime,
+    now: SystemTime,
 ) -> anyhow::Result<bool> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let busy: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM messages WHERE event_id = ?1 AND state IN ('queued', 'in-flight', 'delivered')",
-        params![id],
+        "SELECT COUNT(*) FROM messages WHERE event_id = ?1 AND state IN (?2, ?3, ?4)",
+        params![
+            id,
+            MessageState::Queued.as_str(),
+            MessageState::InFlight.as_str(),
+            MessageState::Delivered.as_str()
+        ],
         |r| r.get(0),
     )?;
     if busy > 0 {
@@ -276,16 +254,59 @@ pub fn apply_remap(
         |r| r.get(0),
     )?;
     tx.execute("DELETE FROM messages WHERE event_id = ?1", params![id])?;
-    let (state, rule, error, messages): (&str, Option<&str>, Option<&str>, &[NewMessage]) =
+    let (state, rule, error, messages): (EventState, Option<&str>, Option<&str>, &[NewMessage]) =
         match outcome {
-            EventOutcome::Mapped { rule, messages } => ("mapped", Some(rule), None, messages),
-            EventOutcome::Failed { rule, reason } => ("failed", rule.as_deref(), Some(reason), &[]),
+            EventOutcome::Mapped { rule, messages } => {
+                (EventState::Mapped, Some(rule), None, messages)
+            }
+            EventOutcome::Failed { rule, reason } => {
+                (EventState::Failed, rule.as_deref(), Some(reason), &[])
+            }
         };
     tx.execute(
         "UPDATE events SET state = ?2, rule = ?3, error = ?4 WHERE id = ?1",
-        params![id, state, rule, error],
+        params![id, state.as_str(), rule, error],
     )?;
     insert_messages(&tx, id, next_seq, messages, unix_ms(now))?;
     tx.commit()?;
     Ok(true)
+}
+
+impl Inspect for Sqlite {
+    fn list_events(&self, state: Option<EventState>, limit: i64) -> anyhow::Result<Vec<Value>> {
+        list_events(&*self.conn()?, state, limit)
+    }
+
+    fn list_messages(&self, state: Option<MessageState>, limit: i64) -> anyhow::Result<Vec<Value>> {
+        list_messages(&*self.conn()?, state, limit)
+    }
+
+    fn event_detail(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        event_detail(&*self.conn()?, id)
+    }
+
+    fn message_detail(&self, id: i64) -> anyhow::Result<Option<Value>> {
+        message_detail(&*self.conn()?, id)
+    }
+
+    fn replay_message(&self, id: i64, now: SystemTime) -> anyhow::Result<Replay> {
+        replay_message(&*self.conn()?, id, now)
+    }
+
+    fn replay_all_dead(&self, now: SystemTime) -> anyhow::Result<usize> {
+        replay_all_dead(&*self.conn()?, now)
+    }
+
+    fn stored_event(&self, id: &str) -> anyhow::Result<Option<StoredEvent>> {
+        stored_event(&*self.conn()?, id)
+    }
+
+    fn apply_remap(
+        &self,
+        id: &str,
+        outcome: &EventOutcome,
+        now: SystemTime,
+    ) -> anyhow::Result<bool> {
+        apply_remap(&mut *self.conn()?, id, outcome, now)
+    }
 }

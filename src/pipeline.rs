@@ -1,0 +1,218 @@
+//! The pipeline's work for one verified payload, in one place: map it with its source's rules,
+//! route the card to its recipients, and say what to store — the event with its delivery id,
+//! type, the headers that may be kept, and its messages. Pure: no I/O, no clock but the
+//! payload's own arrival time. Every caller uses it: the HTTP handler (then commits the event),
+//! the admin API's re-map and render, `fxhook render`, and the benches.
+//!
+//! (Mapping files' examples state what the map step gives, not whom it reaches, so they run the
+//! map step alone: see `map::examples`.)
+
+use actix_web::http::header::HeaderMap;
+use chrono_tz::Tz;
+use serde_json::{Value, json};
+
+use crate::card::SendBody;
+use crate::map::jsonpath::Scope;
+use crate::map::{Mapped, Mapping};
+use crate::route::{self, Groups};
+use crate::source::{Dedup, Source};
+use crate::store::{EventOutcome, NewEvent, NewMessage};
+use crate::verify::{Payload, Verified, Verifier};
+
+/// What map and route made of a payload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// No rule wants it, or a rule ignores it: nothing is stored.
+    Ignored {
+        /// Why, for the sender and the logs.
+        reason: String,
+    },
+    /// Rendered into send bodies.
+    Rendered {
+        /// The rule that matched.
+        rule: String,
+        /// One body per ≤500 recipients (one with `toUser: []` when there are none).
+        messages: Vec<SendBody>,
+    },
+    /// The matching rule could not render a valid card: stored as failed, for a re-map.
+    Failed {
+        /// The rule.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Maps `payload` with `mapping` and routes the card through `groups`.
+pub fn render(mapping: &Mapping, payload: &Verified<Payload>, groups: &Groups, tz: Tz) -> Routed {
+    match mapping.map(payload, tz) {
+        Mapped::Ignored { reason } => Routed::Ignored { reason },
+        Mapped::Failed { rule, reason } => Routed::Failed { rule, reason },
+        Mapped::Rendered { rule, card, to } => Routed::Rendered {
+            rule,
+            messages: route::split(&card, &route::resolve(&to, groups)),
+        },
+    }
+}
+
+impl Routed {
+    /// The document of `fxhook render` and `POST /admin/render`: `{"status":"rendered",…}` or
+    /// `{"status":"ignored",…}`.
+    ///
+    /// # Errors
+    /// The mapping failed: the rule and the reason.
+    pub fn document(&self) -> Result<Value, String> {
+        match self {
+            Routed::Ignored { reason } => Ok(json!({"status": "ignored", "reason": reason})),
+            Routed::Rendered { rule, messages } => {
+                Ok(json!({"status": "rendered", "rule": rule, "messages": messages}))
+            }
+            Routed::Failed { rule, reason } => Err(format!("rule {rule}: {reason}")),
+        }
+    }
+
+    /// What the store keeps of this result; `Err(reason)` for an ignored event (nothing).
+    ///
+    /// # Errors
+    /// The event is ignored.
+    pub fn outcome(&self) -> Result<EventOutcome, String> {
+        match self {
+            Routed::Ignored { reason } => Err(reason.clone()),
+            Routed::Rendered { rule, messages } => Ok(EventOutcome::Mapped {
+                rule: rule.clone(),
+                messages: messages
+                    .iter()
+                    .map(|m| NewMessage {
+                        // Serialising a struct of strings cannot fail.
+                        body: serde_json::to_string(m).unwrap_or_default(),
+                        failed: m.to_user.is_empty().then(|| "no recipients".to_string()),
+                    })
+                    .collect(),
+            }),
+            Routed::Failed { rule, reason } => Ok(EventOutcome::Failed {
+                rule: Some(rule.clone()),
+                reason: reason.clone(),
+            }),
+        }
+    }
+}
+
+/// What to do with one verified webhook.
+#[derive(Debug, Clone)]
+pub enum Processed {
+    /// Nothing to store: answer `200 ignored` with the reason.
+    Ignored(String),
+    /// Store this event (its messages queued, or the event kept as failed).
+    Store(NewEvent),
+}
+
+/// The whole pipeline for a verified webhook of `source`: map, route, and the event to store.
+pub fn process(source: &Source, payload: &Verified<Payload>, groups: &Groups, tz: Tz) -> Processed {
+    let routed = render(&source.mapping, payload, groups, tz);
+    let outcome = match routed.outcome() {
+        Ok(outcome) => outcome,
+        Err(reason) => return Processed::Ignored(reason),
+    };
+    let p = payload.inner();
+    Processed::Store(NewEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        source: source.name.to_string(),
+        event_type: source
+            .event_header
+            .as_deref()
+            .and_then(|h| p.webhook.header(h))
+            .map(str::to_string),
+        delivery_id: delivery_id(&source.dedup, p, tz),
+        received_at: p.webhook.received_at,
+        headers: headers_json(&p.webhook.headers, &source.verifier),
+        payload: p.bytes.clone(),
+        outcome,
+    })
+}
+
+/// The delivery id of a payload, per the source's dedup setting.
+pub fn delivery_id(dedup: &Dedup, payload: &Payload, tz: Tz) -> Option<String> {
+    let id = match dedup {
+        Dedup::Off => None,
+        Dedup::Headers(names) => names
+            .iter()
+            .find_map(|h| payload.webhook.header(h))
+            .map(str::to_string),
+        Dedup::Path(path) => {
+            let scope = Scope {
+                root: &payload.json,
+                element: None,
+                tz,
+            };
+            path.query(&scope).first().and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        }
+    };
+    id.filter(|s| !s.trim().is_empty())
+}
+
+/// Headers whose names say they carry credentials (whatever the source's scheme). Not `key`
+/// alone: Bitbucket names its event `X-Event-Key`, which re-mapping needs.
+fn is_sensitive(name: &str) -> bool {
+    matches!(name, "authorization" | "proxy-authorization" | "cookie")
+        || [
+            "token",
+            "signature",
+            "secret",
+            "hmac",
+            "auth",
+            "password",
+            "credential",
+            "api-key",
+            "apikey",
+        ]
+        .iter()
+        .any(|w| name.contains(w))
+}
+
+/// True when a header may be stored: never one that carries the source's signature or token
+/// (the scheme names them, whatever they are called), never one whose value contains a secret
+/// of the source, and none whose name says it holds credentials. Without a verifier (the
+/// source's mapping is not loaded) only the names are judged.
+fn keeps_header(name: &str, value: &[u8], verifier: Option<&Verifier>) -> bool {
+    !is_sensitive(name) && !verifier.is_some_and(|v| v.is_credential(name, value))
+}
+
+/// The headers worth keeping with an event (for re-mapping and inspection), as a JSON object.
+pub fn headers_json(headers: &HeaderMap, verifier: &Verifier) -> String {
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if !keeps_header(name, value.as_bytes(), Some(verifier)) {
+            continue;
+        }
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match map.get_mut(name) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                map.insert(name.to_string(), value.into());
+            }
+        }
+    }
+    Value::Object(map).to_string()
+}
+
+/// The stored headers of an event (a JSON object) with what [`headers_json`] would not keep
+/// removed; `None` when nothing is removed. For stores written by versions that kept more.
+pub fn scrub_stored_headers(json: &str, verifier: Option<&Verifier>) -> Option<String> {
+    let Value::Object(mut map) = serde_json::from_str(json).ok()? else {
+        return None;
+    };
+    let before = map.len();
+    map.retain(|name, value| {
+        let text = value.as_str().unwrap_or_default();
+        keeps_header(&name.to_ascii_lowercase(), text.as_bytes(), verifier)
+    });
+    (map.len() != before).then(|| Value::Object(map).to_string())
+}

@@ -1,0 +1,145 @@
+//! The ingest writer's statements: a batch of events in one transaction, each in its own
+//! savepoint; dedup checked and recorded in the same transaction as the event, so that two
+//! requests with one delivery id cannot both be accepted.
+
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Sqlite;
+use super::maintenance;
+use crate::store::{
+    Committed, EventOutcome, EventState, Ingest, MessageState, NewEvent, NewMessage, unix_ms,
+};
+
+impl Ingest for Sqlite {
+    fn commit(
+        &mut self,
+        events: &[&NewEvent],
+        dedup_window: Duration,
+    ) -> anyhow::Result<Vec<Result<Committed, String>>> {
+        let mut conn = self.conn()?;
+        // IMMEDIATE: take the write lock up front, so the busy handler applies instead of a read
+        // transaction failing to upgrade while the worker writes.
+        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            let mut sp = tx.savepoint()?;
+            match insert(&sp, event, dedup_window) {
+                Ok(done) => {
+                    sp.commit()?;
+                    results.push(Ok(done));
+                }
+                Err(e) => {
+                    sp.rollback()?;
+                    tracing::error!(event_id = %event.id, error = format!("{e:#}"), "event not stored");
+                    results.push(Err(format!("{e:#}")));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+
+    fn heartbeat(&mut self, now: SystemTime) -> anyhow::Result<()> {
+        maintenance::heartbeat(&mut *self.conn()?, now)
+    }
+
+    fn scrub_stored_headers(
+        &mut self,
+        clean: &mut dyn FnMut(&str, &str) -> Option<String>,
+    ) -> anyhow::Result<usize> {
+        maintenance::scrub_headers_once(&mut *self.conn()?, clean)
+    }
+
+    fn forget_delivery_ids(&mut self, before: SystemTime) -> anyhow::Result<usize> {
+        Ok(self.conn()?.execute(
+            "DELETE FROM dedup WHERE seen_at < ?1",
+            params![unix_ms(before)],
+        )?)
+    }
+}
+
+fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<Committed> {
+    let received = unix_ms(ev.received_at);
+    if let Some(delivery_id) = &ev.delivery_id {
+        let seen: Option<(String, i64)> = conn
+            .prepare_cached(
+                "SELECT event_id, seen_at FROM dedup WHERE source = ?1 AND delivery_id = ?2",
+            )?
+            .query_row(params![ev.source, delivery_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((first, seen_at)) = seen
+            && received - seen_at < window.as_millis() as i64
+        {
+            return Ok(Committed::Duplicate(first));
+        }
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO dedup (source, delivery_id, event_id, seen_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![ev.source, delivery_id, ev.id, received])?;
+    }
+    let (state, rule, error, messages) = match &ev.outcome {
+        EventOutcome::Mapped { rule, messages } => {
+            (EventState::Mapped, Some(rule.as_str()), None, &messages[..])
+        }
+        EventOutcome::Failed { rule, reason } => (
+            EventState::Failed,
+            rule.as_deref(),
+            Some(reason.as_str()),
+            &[][..],
+        ),
+    };
+    conn.prepare_cached(
+        "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload, state, rule, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        ev.id,
+        ev.source,
+        ev.event_type,
+        ev.delivery_id,
+        received,
+        ev.headers,
+        &ev.payload[..],
+        state.as_str(),
+        rule,
+        error
+    ])?;
+    insert_messages(conn, &ev.id, 0, messages, received)?;
+    Ok(Committed::Accepted(ev.id.clone()))
+}
+
+/// Inserts an event's messages, numbered from `first_seq`: queued, or failed with their reason.
+///
+/// # Errors
+/// A database error.
+pub fn insert_messages(
+    conn: &Connection,
+    event_id: &str,
+    first_seq: i64,
+    messages: &[NewMessage],
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?5, ?5)",
+    )?;
+    for (i, m) in messages.iter().enumerate() {
+        let state = match m.failed {
+            Some(_) => MessageState::Failed,
+            None => MessageState::Queued,
+        };
+        stmt.execute(params![
+            event_id,
+            first_seq + i as i64,
+            m.body,
+            state.as_str(),
+            now_ms,
+            m.failed
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! The delivery worker's queries: claiming due messages, recording attempts, putting claims
+//! back, dry-run delivery in batches, and retention.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Sqlite;
+use crate::store::{AttemptOutcome, AttemptRecord, Claimed, Queue, Transition, unix_ms};
+
+/// Puts back every message a previous process took and did not finish (it died).
+///
+/// # Errors
+/// A database error.
+pub fn requeue_in_flight(conn: &Connection, now: SystemTime) -> anyhow::Result<usize> {
+    let n = conn.execute(
+        "UPDATE messages SET state = 'queued', updated_at = ?1 WHERE state = 'in-flight'",
+        params![unix_ms(now)],
+    )?;
+    Ok(n)
+}
+
+/// Puts a claimed message back in the queue as it was, no attempt counted (shutdown began
+/// before its send, or the send could not be recorded first).
+///
+/// # Errors
+/// A database error.
+pub fn release_claim(conn: &Connection, id: i64) -> anyhow::Result<()> {
+    conn.execute(
+        "UPDATE messages SET state = 'queued', updated_at = ?2 WHERE id = ?1 AND state = 'in-flight'",
+        params![id, unix_ms(SystemTime::now())],
+    )?;
+    Ok(())
+}
+
+/// Puts back messages claimed before `cutoff` and never finished (a store error after the
+/// send, or a worker task that died): returns how many.
+///
+/// # Errors
+/// A database error.
+pub fn requeue_stale(conn: &Connection, cutoff: SystemTime) -> anyhow::Result<usize> {
+    let n = conn.execute(
+        "UPDATE messages SET state = 'queued', updated_at = ?2 WHERE state = 'in-flight' AND updated_at < ?1",
+        params![unix_ms(cutoff), unix_ms(SystemTime::now())],
+    )?;
+    Ok(n)
+}
+
+/// Dry run: takes up to `limit` due messages, hands each to `log`, and marks them delivered with
+/// a `dry-run` attempt — all in one transaction, so a burst costs one commit, not two per message
+/// (which would contend with the ingest writer for the write lock).
+///
+/// # Errors
+/// A database error.
+pub fn deliver_dry_run(
+    conn: &mut Connection,
+    now: SystemTime,
+    limit: usize,
+    log: &mut dyn FnMut(&Claimed),
+) -> anyhow::Result<usize> {
+    let now = unix_ms(now);
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let due: Vec<Claimed> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, event_id, body, attempts, created_at FROM messages
+             WHERE state = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        )?;
+        stmt.query_map(params![now, limit as i64], |r| {
+            Ok(Claimed {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                body: r.get(2)?,
+                attempts: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?
+    };
+    {
+        let mut done = tx.prepare_cached(
+            "UPDATE messages SET state = 'delivered', attempts = attempts + 1, updated_at = ?2, last_error = NULL WHERE id = ?1",
+        )?;
+        let mut attempt = tx.prepare_cached(
+            "INSERT INTO attempts (message_id, started_at, finished_at, outcome) VALUES (?1, ?2, ?2, ?3)",
+        )?;
+        for m in &due {
+            log(m);
+            done.execute(params![m.id, now])?;
+            attempt.execute(params![m.id, now, AttemptOutcome::DryRun.as_str()])?;
+        }
+    }
+    tx.commit()?;
+    Ok(due.len())
+}
+
+/// Takes the next due queued message and marks it in-flight.
+///
+/// # Errors
+/// A database error.
+pub fn claim_next(conn: &Connection, now: SystemTime) -> anyhow::Result<Option<Claimed>> {
+    let now = unix_ms(now);
+    conn.query_row(
+        "UPDATE messages SET state = 'in-flight', updated_at = ?1
+         WHERE id = (SELECT id FROM messages
+                     WHERE state = 'queued' AND next_attempt_at <= ?1
+                     ORDER BY next_attempt_at, id LIMIT 1)
+         RETURNING id, event_id, body, attempts, created_at",
+        params![now],
+        |r| {
+            Ok(Claimed {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                body: r.get(2)?,
+                attempts: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+    .context("cannot claim a message")
+}
+
+/// Records the calls of one attempt and moves the message on, in one transaction.
+///
+/// # Errors
+/// A database error.
+pub fn finish_attempt(
+    conn: &mut Connection,
+    message_id: i64,
+    started: SystemTime,
+    records: &[AttemptRecord],
+    to: &Transition,
+) -> anyhow::Result<()> {
+    let now = unix_ms(SystemTime::now());
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO attempts (message_id, started_at, finished_at, outcome, http_status,
+                                   error_code, error_message, trace_id, third_trace_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for record in records {
+            insert.execute(params![
+                message_id,
+                unix_ms(started),
+                now,
+                record.outcome.as_str(),
+                record.http_status,
+                record.error_code,
+                record.error_message,
+                record.trace_id,
+                record.third_trace_id
+            ])?;
+        }
+    }
+    tx.execute(
+        "UPDATE messages SET state = ?2, attempts = attempts + ?6, updated_at = ?3,
+                next_attempt_at = COALESCE(?4, next_attempt_at), last_error = ?5
+         WHERE id = ?1",
+        params![
+            message_id,
+            to.state.as_str(),
+            now,
+            to.next_attempt_at.map(unix_ms),
+            to.last_error,
+            i64::from(to.counts)
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Deletes events (with their messages and attempts) past their retention: delivered ones after
+/// `keep_delivered`; dead and failed ones after `keep_dead`. Events with a message still queued
+/// or in flight are never pruned.
+///
+/// # Errors
+/// A database error.
+pub fn prune(
+    conn: &Connection,
+    now: SystemTime,
+    keep_delivered: Duration,
+    keep_dead: Duration,
+) -> anyhow::Result<usize> {
+    let now = unix_ms(now);
+    let delivered_cutoff = now - keep_delivered.as_millis() as i64;
+    let dead_cutoff = now - keep_dead.as_millis() as i64;
+    // In batches of 500, each its own short transaction (autocommit), so the ingest writer never
+    // waits long for the lock even when a large backlog ages out at once.
+    let mut total = 0;
+    loop {
+        let n = conn.execute(
+            "DELETE FROM events WHERE id IN (
+                SELECT id FROM events
+                WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                                  AND m.state IN ('queued', 'in-flight'))
+                  AND ((received_at < ?1 AND state = 'mapped'
+                        AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                                        AND m.state IN ('dead', 'failed')))
+                       OR received_at < ?2)
+                LIMIT 500)",
+            params![delivered_cutoff, dead_cutoff],
+        )?;
+        total += n;
+        if n < 500 {
+            return Ok(total);
+        }
+        std::thread::yield_now();
+    }
+}
+
+impl Queue for Sqlite {
+    fn requeue_in_flight(&self, now: SystemTime) -> anyhow::Result<usize> {
+        requeue_in_flight(&*self.conn()?, now)
+    }
+
+    fn requeue_stale(&self, cutoff: SystemTime) -> anyhow::Result<usize> {
+        requeue_stale(&*self.conn()?, cutoff)
+    }
+
+    fn claim_next(&self, now: SystemTime) -> anyhow::Result<Option<Claimed>> {
+        claim_next(&*self.conn()?, now)
+    }
+
+    fn release_claim(&self, id: i64) -> anyhow::Result<()> {
+        release_claim(&*self.conn()?, id)
+    }
+
+    fn finish_attempt(
+        &self,
+        id: i64,
+        started: SystemTime,
+        records: &[AttemptRecord],
+        to: &Transition,
+    ) -> anyhow::Result<()> {
+        finish_attempt(&mut *self.conn()?, id, started, records, to)
+    }
+
+    fn deliver_dry_run(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        log: &mut dyn FnMut(&Claimed),
+    ) -> anyhow::Result<usize> {
+        deliver_dry_run(&mut *self.conn()?, now, limit, log)
+    }
+
+    fn prune(
+        &self,
+        now: SystemTime,
+        keep_delivered: Duration,
+        keep_dead: Duration,
+    ) -> anyhow::Result<usize> {
+        prune(&*self.conn()?, now, keep_delivered, keep_dead)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::open;
+
+    #[test]
+    fn pruning_removes_events_past_their_retention_and_never_one_still_waiting() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("fx.db")).unwrap();
+        let day = 24 * 3600 * 1000;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(100 * day as u64);
+        let at = |days_ago: i64| unix_ms(now) - days_ago * day;
+        // (event, age in days, message state)
+        for (id, age, state) in [
+            ("old-delivered", 8, "delivered"),
+            ("new-delivered", 6, "delivered"),
+            ("old-dead", 8, "dead"),
+            ("ancient-dead", 31, "dead"),
+            ("ancient-queued", 40, "queued"),
+        ] {
+            conn.execute(
+                "INSERT INTO events (id, source, received_at, headers, payload, state) VALUES (?1, 's', ?2, '{}', x'7b7d', 'mapped')",
+                params![id, at(age)],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO messages (event_id, seq, body, state, next_attempt_at, created_at, updated_at)
+                 VALUES (?1, 0, '{}', ?2, 0, 0, 0)",
+                params![id, state],
+            )
+            .unwrap();
+        }
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let month = Duration::from_secs(30 * 24 * 3600);
+        assert_eq!(prune(&conn, now, week, month).unwrap(), 2);
+        let mut stmt = conn.prepare("SELECT id FROM events ORDER BY id").unwrap();
+        let left: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(left, ["ancient-queued", "new-delivered", "old-dead"]);
+        let orphans: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE event_id NOT IN (SELECT id FROM events)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0, "messages go with their event");
+    }
+
+    #[test]
+    fn a_claim_older_than_the_cutoff_is_queued_again_and_a_fresh_one_is_not() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("fx.db")).unwrap();
+        conn.execute(
+            "INSERT INTO events (id, source, received_at, headers, payload, state) VALUES ('e', 's', 0, '{}', x'7b7d', 'mapped')",
+            [],
+        )
+        .unwrap();
+        for (seq, updated) in [(0, 1_000), (1, 9_000_000_000_000i64)] {
+            conn.execute(
+                "INSERT INTO messages (event_id, seq, body, state, next_attempt_at, created_at, updated_at)
+                 VALUES ('e', ?1, '{}', 'in-flight', 0, 0, ?2)",
+                params![seq, updated],
+            )
+            .unwrap();
+        }
+        let cutoff = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(requeue_stale(&conn, cutoff).unwrap(), 1);
+        let states: Vec<String> = conn
+            .prepare("SELECT state FROM messages ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(states, ["queued", "in-flight"]);
+    }
+}
