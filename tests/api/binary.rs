@@ -281,7 +281,7 @@ fn render_exits_1_with_the_reason_on_stderr_when_the_mapping_fails() {
 #[test]
 fn messages_in_flight_when_the_process_is_killed_are_all_delivered_after_restart() {
     use crate::fake_fxiaoke::{FakeFxiaoke, Scripted};
-    let fake = FakeFxiaoke::start("app", "secret", "perm");
+    let fake = FakeFxiaoke::start("app", "secret", "perm", "1000");
     // Every send of the first process hangs: its messages are in flight when it dies.
     fake.script((0..5).map(|_| Scripted::Hang(Duration::from_secs(30))));
     let dir = workdir();
@@ -344,12 +344,12 @@ fn messages_in_flight_when_the_process_is_killed_are_all_delivered_after_restart
         })
         .collect();
     assert_eq!(titles.len(), 5, "{titles:?}");
-    assert_eq!(fake.violations(), Vec::<String>::new());
+    fake.assert_no_violations();
 }
 
 #[test]
 fn send_test_fetches_a_token_and_sends_one_card_printing_each_step() {
-    let fake = crate::fake_fxiaoke::FakeFxiaoke::start("app", "secret", "perm");
+    let fake = crate::fake_fxiaoke::FakeFxiaoke::start("app", "secret", "perm", "1000");
     let dir = workdir();
     let out = fxhook()
         .args(["send-test", "--to", "1000"])
@@ -376,7 +376,7 @@ fn send_test_fetches_a_token_and_sends_one_card_printing_each_step() {
         "the app secret is printed: {stdout}"
     );
     assert_eq!(fake.sends().len(), 1);
-    assert_eq!(fake.violations(), Vec::<String>::new());
+    fake.assert_no_violations();
 
     let out = fxhook()
         .args(["send-test", "--to", "1000"])
@@ -395,7 +395,7 @@ fn send_test_fetches_a_token_and_sends_one_card_printing_each_step() {
 #[test]
 fn sigterm_stops_within_the_bound_and_a_send_still_in_progress_is_delivered_after_restart() {
     use crate::fake_fxiaoke::{FakeFxiaoke, Scripted};
-    let fake = FakeFxiaoke::start("app", "secret", "perm");
+    let fake = FakeFxiaoke::start("app", "secret", "perm", "1000");
     fake.script([Scripted::Hang(Duration::from_secs(30))]);
     let dir = workdir();
     let base = fake.base_url();
@@ -459,6 +459,7 @@ fn sigterm_stops_within_the_bound_and_a_send_still_in_progress_is_delivered_afte
         },
         "the message to be delivered",
     );
+    fake.assert_no_violations();
 }
 
 #[test]
