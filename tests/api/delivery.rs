@@ -286,3 +286,30 @@ async fn the_admin_api_refuses_a_wrong_token_and_is_off_without_one() {
     assert_eq!(res.status(), 404);
     live.fake.assert_no_violations();
 }
+
+#[actix_rt::test]
+async fn sends_paced_at_five_a_second_keep_the_limit_in_every_window_and_all_go_out() {
+    // Several short windows: a pacer that let a window hold six fails the count per window, and
+    // one that kept the limit by stalling after the first window fails the delivered count.
+    let window = Duration::from_secs(1);
+    let live = live(1, move |s| {
+        s.delivery.rate_limit = 5;
+        s.delivery.rate_window = window;
+        s.delivery.concurrency = 4;
+    })
+    .await;
+
+    live.post_all(0..23).await;
+
+    live.wait_for_delivered(23).await;
+    // The pacer counts a send when it leaves, the fake when it arrives: allow those two clocks
+    // 100 ms of disagreement within one window.
+    let jitter = Duration::from_millis(100);
+    let most = live.fake.max_sends_in_window(window - jitter);
+    assert!(most <= 5, "{most} sends within one window");
+    let calls = live.fake.send_calls();
+    assert_eq!(calls.len(), 23, "each message sent once");
+    let spread = calls[22].at.duration_since(calls[0].at);
+    assert!(spread >= 4 * window - jitter, "23 sends in {spread:?}");
+    live.fake.assert_no_violations();
+}

@@ -201,7 +201,6 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() ->
 }
 
 /// Now, in unix milliseconds (as the store writes times).
-#[allow(dead_code)]
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

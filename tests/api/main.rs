@@ -8,6 +8,7 @@ mod catalogue_git;
 mod catalogue_ops;
 mod contract;
 mod delivery;
+mod delivery_errors;
 mod examples;
 mod fake_fxiaoke;
 mod fake_fxiaoke_tests;
