@@ -76,6 +76,36 @@ async fn a_30002_answer_holds_every_send_until_the_vendors_midnight() {
     live.fake.assert_no_violations();
 }
 
+#[actix_rt::test]
+async fn a_30002_answer_also_holds_the_sends_already_waiting_for_a_rate_slot() {
+    // A backlog paced at one send a second by four loops: when the quota answer comes, the
+    // other loops are already waiting for their slot (or about to claim). None may send after
+    // the answer, and none may hold its message in flight until midnight.
+    let live = live(1, |s| {
+        s.delivery.rate_limit = 1;
+        s.delivery.rate_window = Duration::from_secs(1);
+        s.delivery.concurrency = 4;
+    })
+    .await;
+    live.fake.script(vec![Scripted::ErrorCode(30002); 10]);
+    live.post_all(0..4).await;
+    live.wait_for_outcome("quota").await;
+
+    // What is tested is that nothing more is sent: watch for two more rate windows, in which
+    // each waiting loop has its slot.
+    actix_rt::time::sleep(Duration::from_millis(2500)).await;
+
+    let calls = live.fake.send_calls();
+    assert_eq!(calls.len(), 1, "sent after the 30002: {calls:#?}");
+    assert_eq!(
+        live.states(),
+        ["queued"; 4],
+        "every message waits in the queue, none in flight: {:#?}",
+        live.messages()
+    );
+    live.fake.assert_no_violations();
+}
+
 /// One message meets `answer`; three more come after it. Every send after the answer waits out
 /// the pause (`delivery.rate_window`), whichever worker loop makes it, and all are delivered.
 async fn assert_the_whole_sender_backs_off(answer: Scripted) {
