@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::fake_fxiaoke::Scripted;
 use crate::helpers::{Options, spawn_app};
-use crate::live::{eventually, live};
+use crate::live::{eventually, live, live_with};
 
 #[actix_rt::test]
 async fn a_card_is_delivered_end_to_end_with_the_headers_and_body_the_manual_requires() {
@@ -312,4 +312,41 @@ async fn sends_paced_at_five_a_second_keep_the_limit_in_every_window_and_all_go_
     let spread = calls[22].at.duration_since(calls[0].at);
     assert!(spread >= 4 * window - jitter, "23 sends in {spread:?}");
     live.fake.assert_no_violations();
+}
+
+/// One row per alert, its description as the value.
+const ALERT_ROWS: &str = r#"rules:
+  - name: alerts
+    to: [everyone]
+    card:
+      title: "{$.title}"
+      rows:
+        - each: $.alerts[*]
+          max: 20
+          label: "{@.name}"
+          value: "{@.description}"
+      link: { title: Open, url: "https://example.com/alerts" }
+"#;
+
+#[actix_rt::test]
+async fn a_card_of_quoted_text_is_sent_within_the_documented_byte_budget() {
+    let live = live_with(ALERT_ROWS, 1, |_| {}).await;
+    // Descriptions that quote JSON, as alert annotations often do: every `"` is two bytes once
+    // the card is serialised, and `cards.body_max_bytes` counts the serialised card.
+    let description = r#"{"error":"timeout","path":"/api/v1/orders","status":"503"}"#.repeat(4);
+    let alerts: Vec<serde_json::Value> = (0..20)
+        .map(|i| serde_json::json!({"name": format!("alert {i}"), "description": description}))
+        .collect();
+    let payload = serde_json::json!({"title": "20 alerts firing", "alerts": alerts});
+
+    assert_eq!(live.post_json(&payload).await.status(), 202);
+
+    live.app
+        .wait_for_count(
+            "SELECT COUNT(*) FROM messages WHERE state IN ('delivered', 'dead')",
+            1,
+        )
+        .await;
+    live.fake.assert_no_violations();
+    assert_eq!(live.fake.sends().len(), 1);
 }
