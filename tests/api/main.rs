@@ -20,6 +20,7 @@ mod mapping;
 mod presets;
 mod process;
 mod proxy;
+mod prune;
 mod reload;
 mod secrets_in_logs;
 mod signatures;
