@@ -312,12 +312,7 @@ async fn a_failed_chunk_of_a_1200_recipient_card_is_dead_alone_and_a_replay_send
     assert_eq!(dead.len(), 1, "{:?}", live.states());
     let dead = dead[0];
     let dead_ids: HashSet<String> = recipients(&dead.body).into_iter().collect();
-    let delivered: Vec<String> = live
-        .fake
-        .sends()
-        .iter()
-        .flat_map(|s| recipients(&s.body))
-        .collect();
+    let delivered = live.fake.recipients();
     assert_eq!(delivered.len() + dead_ids.len(), 1200);
     assert!(delivered.iter().all(|id| !dead_ids.contains(id)));
 
@@ -330,12 +325,7 @@ async fn a_failed_chunk_of_a_1200_recipient_card_is_dead_alone_and_a_replay_send
     assert_eq!(status, 200);
     live.wait_for_delivered(3).await;
 
-    let sent: Vec<String> = live
-        .fake
-        .sends()
-        .iter()
-        .flat_map(|s| recipients(&s.body))
-        .collect();
+    let sent = live.fake.recipients();
     let unique: HashSet<&String> = sent.iter().collect();
     assert_eq!((sent.len(), unique.len()), (1200, 1200), "no id twice");
     let calls = live.fake.send_calls();

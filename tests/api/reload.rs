@@ -96,12 +96,8 @@ async fn an_edited_mapping_is_used_by_the_next_request_without_a_restart() {
         .await;
 
     assert_eq!(res.status(), 202);
-    let stored: String = app
-        .db()
-        .query_row("SELECT body FROM messages", [], |r| r.get(0))
-        .unwrap();
-    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
-    assert_eq!(stored["composite"]["head"]["title"], "second 1");
+    let stored = app.message_bodies();
+    assert_eq!(stored[0]["composite"]["head"]["title"], "second 1");
 }
 
 #[actix_rt::test]

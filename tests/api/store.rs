@@ -100,11 +100,7 @@ async fn in_dry_run_the_worker_marks_each_message_delivered_and_records_the_atte
         app.count("SELECT COUNT(*) FROM attempts WHERE outcome = 'dry-run'"),
         1
     );
-    let stored: String = app
-        .db()
-        .query_row("SELECT body FROM messages", [], |r| r.get(0))
-        .unwrap();
-    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let stored = &app.message_bodies()[0];
     assert_eq!(stored["toUser"], serde_json::json!(["1000"]));
     assert_eq!(stored["msgType"], "composite");
 }
@@ -230,9 +226,8 @@ async fn a_message_with_no_recipients_is_stored_as_failed_and_delivered_once_the
 
     app.wait_for_count("SELECT COUNT(*) FROM messages WHERE state = 'delivered'", 1)
         .await;
-    let to_user: String = app
-        .db()
-        .query_row("SELECT body ->> '$.toUser' FROM messages", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(to_user, r#"["1000"]"#);
+    assert_eq!(
+        app.message_bodies()[0]["toUser"],
+        serde_json::json!(["1000"])
+    );
 }

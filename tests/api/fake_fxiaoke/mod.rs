@@ -266,6 +266,18 @@ impl FakeFxiaoke {
         delivered.map(|(r, _)| r.clone()).collect()
     }
 
+    /// The `toUser` ids of the delivered sends, in order (an id sent twice appears twice).
+    pub fn recipients(&self) -> Vec<String> {
+        let sends = self.sends();
+        let ids = sends
+            .iter()
+            .flat_map(|s| s.body["toUser"].as_array().cloned());
+        let ids = ids
+            .flatten()
+            .map(|id| id.as_str().unwrap_or_default().to_string());
+        ids.collect()
+    }
+
     /// Every /cgi/message/send call, valid or not, answered how it was.
     pub fn send_calls(&self) -> Vec<Received> {
         let state = self.shared.lock();
