@@ -186,6 +186,11 @@ async fn a_streamed_body_without_a_length_is_cut_off_at_the_limit_with_a_413() {
         .await
         .unwrap();
     assert_eq!(res.status(), 413);
+    assert_eq!(
+        json_of(res).await,
+        serde_json::json!({"error": "body over the limit of 1024 bytes"})
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM events"), 0);
 }
 
 #[actix_rt::test]
@@ -321,6 +326,20 @@ async fn an_unsigned_source_must_say_so_and_then_accepts_plain_requests() {
     })
     .await;
     assert_eq!(app.post_hook("open", &b"{}"[..], &[]).await.status(), 202);
+    assert_eq!(app.count("SELECT COUNT(*) FROM events"), 1);
+    // It says so to operators too.
+    let ready = json_of(
+        app.client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        ready["sources"]["open"],
+        serde_json::json!({"state": "active", "unsigned": true})
+    );
 }
 
 #[actix_rt::test]
@@ -402,6 +421,7 @@ async fn a_request_with_too_many_headers_is_refused_before_any_work_and_the_serv
         refused == 0 || (400..500).contains(&refused),
         "answered {refused}"
     );
+    assert_eq!(app.count("SELECT COUNT(*) FROM events"), 0);
     let res = app
         .client
         .get(format!("{}/healthz", app.address))

@@ -52,12 +52,16 @@ const HEADERS: &[&str] = &[
     "X-Unrelated",
 ];
 
+/// `cases` cases, unless `PROPTEST_CASES` asks for another number: `Config::default()` reads
+/// the variable, and an explicit count would override it.
 fn config(cases: u32) -> Config {
+    let default = Config::default();
+    let asked = std::env::var_os("PROPTEST_CASES").is_some();
     Config {
-        cases,
+        cases: if asked { default.cases } else { cases },
         // Regressions are reported in the failure message; no file is written into tests/.
         failure_persistence: None,
-        ..Config::default()
+        ..default
     }
 }
 

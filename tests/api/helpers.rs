@@ -140,6 +140,16 @@ impl TestApp {
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
+    /// The `/cgi/message/send` body of every stored message, by id.
+    pub fn message_bodies(&self) -> Vec<serde_json::Value> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT body FROM messages ORDER BY id").unwrap();
+        let bodies = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        bodies
+            .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+            .collect()
+    }
+
     /// Polls until `sql` returns `want`, for up to 10 s.
     pub async fn wait_for_count(&self, sql: &str, want: i64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -304,11 +304,8 @@ async fn a_signed_push_through_the_shipped_mapping_is_stored_as_a_valid_composit
         )
         .await;
     assert_eq!(res.status(), 202);
-    let stored: String = app
-        .db()
-        .query_row("SELECT body FROM messages", [], |r| r.get(0))
-        .unwrap();
-    let body: SendBody = serde_json::from_str(&stored).unwrap();
+    let stored = app.message_bodies().remove(0);
+    let body: SendBody = serde_json::from_value(stored).unwrap();
     assert_valid_composite(&body);
     assert_eq!(
         body.composite.head.title,

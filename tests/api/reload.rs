@@ -85,6 +85,19 @@ async fn an_edited_mapping_is_used_by_the_next_request_without_a_restart() {
         &format!("{}{}", secret_line(&app), card_titled("second")),
     );
     eventually(&app, "src", Ok("second 1")).await;
+
+    let body = br#"{"n":1}"#;
+    let sig = format!(
+        "sha256={}",
+        crate::helpers::python_hmac_hex("sha256", "s", body)
+    );
+    let res = app
+        .post_hook("src", &body[..], &[("X-Hub-Signature-256", sig)])
+        .await;
+
+    assert_eq!(res.status(), 202);
+    let stored = app.message_bodies();
+    assert_eq!(stored[0]["composite"]["head"]["title"], "second 1");
 }
 
 #[actix_rt::test]
@@ -188,5 +201,10 @@ async fn a_new_secret_is_picked_up_by_a_reload() {
             .await
             .status(),
         401
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM events"),
+        2,
+        "the refused one is not stored"
     );
 }

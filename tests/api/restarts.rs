@@ -28,7 +28,7 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let fake = FakeFxiaoke::start("app", "secret", "perm");
+        let fake = FakeFxiaoke::start("app", "secret", "perm", "1000");
         let dir = workdir();
         numbered_source(dir.path());
         let base = fake.base_url();

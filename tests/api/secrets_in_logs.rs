@@ -288,7 +288,7 @@ async fn no_secret_appears_in_the_debug_log_of_a_full_dry_run_cycle() {
 
 #[actix_rt::test]
 async fn no_secret_nor_access_token_appears_in_the_debug_log_of_a_live_delivery() {
-    let fake = FakeFxiaoke::start("fxhook-app", APP_SECRET, PERMANENT_CODE);
+    let fake = FakeFxiaoke::start("fxhook-app", APP_SECRET, PERMANENT_CODE, "1000");
     let dir = workdir();
     let gw = Gateway::start(
         dir.path(),
@@ -299,7 +299,7 @@ async fn no_secret_nor_access_token_appears_in_the_debug_log_of_a_live_delivery(
     let log = gw.stop();
 
     assert_eq!(fake.sends().len() as i64, accepted);
-    assert_eq!(fake.violations(), Vec::<String>::new());
+    fake.assert_no_violations();
     assert!(log.contains("DEBUG"), "no debug line: {log}");
     // The fake issues "tok-1"; the gateway sends it as `Authorization: Bearer tok-1`.
     let issued = fake

@@ -100,11 +100,7 @@ async fn in_dry_run_the_worker_marks_each_message_delivered_and_records_the_atte
         app.count("SELECT COUNT(*) FROM attempts WHERE outcome = 'dry-run'"),
         1
     );
-    let stored: String = app
-        .db()
-        .query_row("SELECT body FROM messages", [], |r| r.get(0))
-        .unwrap();
-    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let stored = &app.message_bodies()[0];
     assert_eq!(stored["toUser"], serde_json::json!(["1000"]));
     assert_eq!(stored["msgType"], "composite");
 }
@@ -164,28 +160,74 @@ async fn a_card_whose_required_field_renders_empty_is_kept_as_a_failed_event_wit
 }
 
 #[actix_rt::test]
-async fn a_message_with_no_recipients_is_stored_as_failed_for_a_later_replay() {
+async fn a_message_with_no_recipients_is_stored_as_failed_and_delivered_once_the_group_is_filled_and_its_event_remapped()
+ {
+    const TOKEN: &str = "store-admin";
     let dir = tempfile::tempdir().unwrap();
     let yaml = mapping_with_secret_file(dir.path(), "github", "github", SECRET, ACCEPT_ALL);
     let app = spawn_app(Options {
         mappings: vec![("github".into(), yaml)],
         tweak: Some(Box::new(|s| {
             s.groups.clear();
+            s.admin.token = Some(TOKEN.into());
         })),
         dir: Some(dir),
     })
     .await;
     let body = br#"{"action":"opened"}"#;
-    assert_eq!(
-        app.post_hook("github", &body[..], &signed(body, "d-norcpt"))
-            .await
-            .status(),
-        202
-    );
+    let res = app
+        .post_hook("github", &body[..], &signed(body, "d-norcpt"))
+        .await;
+    assert_eq!(res.status(), 202);
+    let event: serde_json::Value = res.json().await.unwrap();
+    let event = event["id"].as_str().unwrap().to_string();
     assert_eq!(
         app.count(
             "SELECT COUNT(*) FROM messages WHERE state = 'failed' AND last_error = 'no recipients'"
         ),
         1
+    );
+    let admin = |app: &TestApp, path: String| {
+        app.client
+            .post(format!("{}{path}", app.address))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    // A replay cannot help a message with nobody to send to: the answer says what can.
+    let message: i64 = app
+        .db()
+        .query_row("SELECT id FROM messages", [], |r| r.get(0))
+        .unwrap();
+    let replay = admin(&app, format!("/admin/messages/{message}/replay"))
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 409);
+    let why: serde_json::Value = replay.json().await.unwrap();
+    assert!(
+        why["error"]
+            .as_str()
+            .unwrap()
+            .contains("fill the group, then re-map its event"),
+        "{why}"
+    );
+
+    // The admin fills the group (groups are read at start) and re-maps the event.
+    let dir = app.stop().await;
+    let app = spawn_app(Options {
+        tweak: Some(Box::new(|s| s.admin.token = Some(TOKEN.into()))),
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    let remap = admin(&app, format!("/admin/events/{event}/remap"))
+        .await
+        .unwrap();
+    assert_eq!(remap.status(), 200);
+
+    app.wait_for_count("SELECT COUNT(*) FROM messages WHERE state = 'delivered'", 1)
+        .await;
+    assert_eq!(
+        app.message_bodies()[0]["toUser"],
+        serde_json::json!(["1000"])
     );
 }

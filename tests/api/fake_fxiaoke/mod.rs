@@ -7,8 +7,13 @@
 //! HTTP 200 with a non-zero `errorCode` in the body. Where the manual names no code for a broken
 //! rule it answers [`FAKE_REJECT_CODE`], so a bad request is never mistaken for a delivered one.
 //!
-//! Layout: [`FakeFxiaoke`] (start, scripting, inspection), then the handler, then the pure
-//! checks (query, headers, token body, send body), then the answers.
+//! Besides the manual, it holds the gateway to its own documented card limits
+//! ([`DocumentedLimits`]): what docs/mapping.md promises never to send is a violation too.
+//!
+//! Layout: [`FakeFxiaoke`] (start, scripting, inspection), then the handler, then the answers;
+//! the pure checks (query, headers, token body, send body, card limits) are in [`checks`].
+
+mod checks;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, mpsc};
@@ -17,7 +22,13 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+
+pub use checks::DocumentedLimits;
+use checks::{
+    Outcome, RATE_LIMITED, TOKEN_INVALID, check_authorization, check_business_headers,
+    check_envelope, check_query, check_send_body, check_token_body, single_header,
+};
 
 /// The `errorCode` this fake answers for a broken rule the vendor manual gives no code for.
 #[allow(dead_code)]
@@ -34,17 +45,7 @@ const TOKEN_REISSUE_AFTER: Duration = Duration::from_secs(6600);
 const TOKEN_HOLD: Duration = Duration::from_millis(50);
 const TOKEN_RATE: (usize, Duration) = (10, Duration::from_secs(60));
 const SEND_RATE: (usize, Duration) = (100, Duration::from_secs(20));
-const MAX_RECIPIENTS: usize = 500;
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
-
-// Vendor codes, as the manual's table names them.
-const APP_SECRET_INVALID: i64 = 10006;
-const RATE_LIMITED: i64 = 14001;
-const TOKEN_INVALID: i64 = 20016;
-const NO_AUTH: i64 = 20017;
-const TO_USER_MISSING: i64 = 10015;
-const TO_USER_INVALID: i64 = 11016;
-const MSG_TYPE_INVALID: i64 = 11017;
 
 /// A running fake; dropping it stops the server.
 #[allow(dead_code)]
@@ -93,13 +94,24 @@ pub struct Received {
     pub authorization: Option<String>,
     /// The rules the request broke; empty when the request was valid.
     pub violations: Vec<String>,
+    /// The `errorCode` answered (0 for success); `None` for an HTML or non-200 answer.
+    pub error_code: Option<i64>,
+    /// The HTTP status answered.
+    pub http_status: u16,
 }
 
-/// Configured credentials and the mutable state, shared by the handler and the test.
-struct Shared {
+/// What the gateway must be configured with: the app's credentials and the acting employee.
+struct Account {
     app_id: String,
     app_secret: String,
     permanent_code: String,
+    /// The `x-fs-userid` every business call must carry (the gateway's `fxiaoke.user_id`).
+    user_id: String,
+}
+
+/// The account and the mutable state, shared by the handler and the test.
+struct Shared {
+    account: Account,
     state: Mutex<State>,
 }
 
@@ -122,6 +134,8 @@ struct State {
     max_concurrent_token_calls: usize,
     /// Numbers the answers' `traceId`s.
     next_trace: u64,
+    /// The card limits sends are held to.
+    limits: DocumentedLimits,
 }
 
 /// An issued access token.
@@ -134,14 +148,24 @@ struct Token {
 
 #[allow(dead_code)]
 impl FakeFxiaoke {
-    /// Starts with these credentials: app_id, app_secret, permanent_code; it issues token "tok-1", "tok-2", … and ea "fs-ea-1".
+    /// Starts with these credentials (app_id, app_secret, permanent_code) and the employee id
+    /// every send must carry as `x-fs-userid` (the gateway's `fxiaoke.user_id`); it issues token
+    /// "tok-1", "tok-2", … and ea "fs-ea-1", and holds sends to the default card limits.
     ///
     /// Panics when the port cannot be bound or the server thread cannot start (test setup only).
-    pub fn start(app_id: &str, app_secret: &str, permanent_code: &str) -> FakeFxiaoke {
+    pub fn start(
+        app_id: &str,
+        app_secret: &str,
+        permanent_code: &str,
+        user_id: &str,
+    ) -> FakeFxiaoke {
         let shared = web::Data::new(Shared {
-            app_id: app_id.to_owned(),
-            app_secret: app_secret.to_owned(),
-            permanent_code: permanent_code.to_owned(),
+            account: Account {
+                app_id: app_id.to_owned(),
+                app_secret: app_secret.to_owned(),
+                permanent_code: permanent_code.to_owned(),
+                user_id: user_id.to_owned(),
+            },
             state: Mutex::new(State::default()),
         });
         let listener =
@@ -223,6 +247,12 @@ impl FakeFxiaoke {
         self.shared.lock().token_error = code;
     }
 
+    /// Holds sends to these card limits instead of the documented defaults (for a gateway
+    /// configured with other `cards.*`).
+    pub fn set_card_limits(&self, limits: DocumentedLimits) {
+        self.shared.lock().limits = limits;
+    }
+
     /// Every request, in order.
     pub fn received(&self) -> Vec<Received> {
         let state = self.shared.lock();
@@ -234,6 +264,25 @@ impl FakeFxiaoke {
         let state = self.shared.lock();
         let delivered = state.entries.iter().filter(|(_, delivered)| *delivered);
         delivered.map(|(r, _)| r.clone()).collect()
+    }
+
+    /// The `toUser` ids of the delivered sends, in order (an id sent twice appears twice).
+    pub fn recipients(&self) -> Vec<String> {
+        let sends = self.sends();
+        let ids = sends
+            .iter()
+            .flat_map(|s| s.body["toUser"].as_array().cloned());
+        let ids = ids
+            .flatten()
+            .map(|id| id.as_str().unwrap_or_default().to_string());
+        ids.collect()
+    }
+
+    /// Every /cgi/message/send call, valid or not, answered how it was.
+    pub fn send_calls(&self) -> Vec<Received> {
+        let state = self.shared.lock();
+        let calls = state.entries.iter().filter(|(r, _)| r.path == SEND_PATH);
+        calls.map(|(r, _)| r.clone()).collect()
     }
 
     /// How many requests reached /oauth2.0/token, valid or not.
@@ -259,6 +308,13 @@ impl FakeFxiaoke {
             .iter()
             .flat_map(|(r, _)| r.violations.iter().map(move |v| format!("{}: {v}", r.path)));
         each.collect()
+    }
+
+    /// Fails the test with every violation, when there is one.
+    #[track_caller]
+    pub fn assert_no_violations(&self) {
+        let violations = self.violations();
+        assert!(violations.is_empty(), "{violations:#?}");
     }
 
     /// The most /cgi/message/send calls (valid or not) within any sliding window of this length.
@@ -356,37 +412,6 @@ impl State {
     }
 }
 
-/// The broken rules of one request and the codes to answer with, in the order they were checked.
-#[derive(Default)]
-struct Outcome {
-    violations: Vec<String>,
-    codes: Vec<i64>,
-}
-
-impl Outcome {
-    /// A broken rule, answered with `code`.
-    fn reject(&mut self, code: i64, why: impl Into<String>) {
-        self.violations.push(why.into());
-        self.codes.push(code);
-    }
-
-    /// An error answer that breaks no rule (an expired token).
-    fn answer(&mut self, code: i64) {
-        self.codes.push(code);
-    }
-
-    fn extend(&mut self, other: Outcome) {
-        self.violations.extend(other.violations);
-        self.codes.extend(other.codes);
-    }
-
-    /// The first code the manual names, else the first code at all.
-    fn error_code(&self) -> Option<i64> {
-        let named = self.codes.iter().find(|c| **c != FAKE_REJECT_CODE);
-        named.or(self.codes.first()).copied()
-    }
-}
-
 /// What a request carried, read once.
 struct Incoming {
     path: String,
@@ -422,7 +447,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             let mut state = shared.lock();
             state.check_reuse_and_rate(&incoming, Instant::now(), &mut out);
             let trace = state.trace_id();
-            record(&mut state, incoming, out, false);
+            record(&mut state, incoming, out, false, (None, 404));
             HttpResponse::NotFound().json(json!({"error": "not found", "traceId": trace}))
         }
     }
@@ -443,7 +468,7 @@ async fn token_call(
         }
     }
     if !incoming.body.is_null() {
-        check_token_body(&incoming.body, &shared, &mut out);
+        check_token_body(&incoming.body, &shared.account, &mut out);
     }
     let (answer, _in_flight) = {
         let mut state = shared.lock();
@@ -465,21 +490,27 @@ async fn token_call(
         stateful.extend(out);
         let out = stateful;
         let trace = state.trace_id();
-        let answer = match (out.error_code(), state.token_error) {
-            (Some(code), _) => vendor_error(code, &out, &trace),
-            (None, Some(code)) => vendor_error(code, &out, &trace),
-            (None, None) => HttpResponse::Ok().json(json!({
+        let code = out.error_code().or(state.token_error);
+        let answer = match code {
+            Some(code) => vendor_error(code, &out, &trace),
+            None => HttpResponse::Ok().json(json!({
                 "accessToken": state.token_for_call(),
                 "expiresIn": TOKEN_LIFETIME.as_secs(),
                 "ea": EA,
-                "appId": shared.app_id,
+                "appId": shared.account.app_id,
                 "openUserId": OPEN_USER_ID,
                 "errorCode": 0,
                 "errorMessage": "success",
                 "traceId": trace,
             })),
         };
-        record(&mut state, incoming, out, false);
+        record(
+            &mut state,
+            incoming,
+            out,
+            false,
+            (Some(code.unwrap_or(0)), 200),
+        );
         (answer, in_flight)
     };
     actix_rt::time::sleep(TOKEN_HOLD).await;
@@ -495,23 +526,12 @@ async fn send_call(
     // The answer takes the first code the manual names, so the order here is auth, rate, body.
     let token = check_authorization(req, &mut out);
     let mut rest = Outcome::default();
-    match single_header(req, "x-fs-ea", &mut rest) {
-        None => rest.reject(FAKE_REJECT_CODE, "missing header x-fs-ea"),
-        Some(ea) if ea != EA => {
-            rest.reject(FAKE_REJECT_CODE, format!("x-fs-ea is {ea:?}, not {EA:?}"))
-        }
-        Some(_) => {}
-    }
-    match single_header(req, "x-fs-userid", &mut rest) {
-        None => rest.reject(FAKE_REJECT_CODE, "missing header x-fs-userid"),
-        Some(id) if id.trim().is_empty() => rest.reject(FAKE_REJECT_CODE, "x-fs-userid is empty"),
-        Some(_) => {}
-    }
-    if !incoming.body.is_null() {
-        check_send_body(&incoming.body, &mut rest);
-    }
+    check_business_headers(req, EA, &shared.account.user_id, &mut rest);
     let (answer, trace) = {
         let mut state = shared.lock();
+        if !incoming.body.is_null() {
+            check_send_body(&incoming.body, &state.limits, &mut rest);
+        }
         if let Some(token) = &token {
             state.check_token(token, &mut out);
         }
@@ -528,7 +548,14 @@ async fn send_call(
             None => Ok(scripted),
         };
         let delivered = matches!(answer, Ok(None | Some(Scripted::Hang(_))));
-        record(&mut state, incoming, out, delivered);
+        let answered = match &answer {
+            Err(_) => (out.error_code(), 200),
+            Ok(None | Some(Scripted::Hang(_))) => (Some(0), 200),
+            Ok(Some(Scripted::ErrorCode(code))) => (Some(*code), 200),
+            Ok(Some(Scripted::HttpStatus(status))) => (None, *status),
+            Ok(Some(Scripted::Html)) => (None, 200),
+        };
+        record(&mut state, incoming, out, delivered, answered);
         (answer, trace)
     };
     match answer {
@@ -553,7 +580,14 @@ async fn send_call(
     }
 }
 
-fn record(state: &mut State, incoming: Incoming, out: Outcome, delivered: bool) {
+/// Keeps a request with its violations and its answer: (`errorCode`, HTTP status).
+fn record(
+    state: &mut State,
+    incoming: Incoming,
+    out: Outcome,
+    delivered: bool,
+    (error_code, http_status): (Option<i64>, u16),
+) {
     let received = Received {
         path: incoming.path,
         third_trace_id: incoming.trace,
@@ -561,333 +595,10 @@ fn record(state: &mut State, incoming: Incoming, out: Outcome, delivered: bool) 
         at: Instant::now(),
         authorization: incoming.authorization,
         violations: out.violations,
+        error_code,
+        http_status,
     };
     state.entries.push((received, delivered));
-}
-
-/// The `thirdTraceId` ("" when absent), checked to be one hyphenated RFC 4122 UUID v4.
-fn check_query(req: &HttpRequest, out: &mut Outcome) -> String {
-    let Ok(pairs) = web::Query::<Vec<(String, String)>>::from_query(req.query_string()) else {
-        out.reject(FAKE_REJECT_CODE, "the query string does not parse");
-        return String::new();
-    };
-    let ids: Vec<&String> = pairs
-        .iter()
-        .filter(|(k, _)| k == "thirdTraceId")
-        .map(|(_, v)| v)
-        .collect();
-    let Some(id) = ids.first() else {
-        out.reject(FAKE_REJECT_CODE, "missing query parameter thirdTraceId");
-        return String::new();
-    };
-    if ids.len() > 1 {
-        out.reject(FAKE_REJECT_CODE, "thirdTraceId is given more than once");
-    }
-    if let Some(problem) = uuid_v4_problem(id) {
-        out.reject(FAKE_REJECT_CODE, format!("thirdTraceId {id:?} {problem}"));
-    }
-    (*id).clone()
-}
-
-fn uuid_v4_problem(s: &str) -> Option<&'static str> {
-    let shaped = s.len() == 36
-        && s.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    if !shaped {
-        return Some("is not a hyphenated UUID");
-    }
-    match uuid::Uuid::try_parse(s) {
-        Err(_) => Some("is not a UUID"),
-        Ok(u) if u.get_version_num() != 4 => Some("is not a version 4 UUID"),
-        Ok(u) if u.get_variant() != uuid::Variant::RFC4122 => Some("is not an RFC 4122 variant"),
-        Ok(_) => None,
-    }
-}
-
-/// Checks method, content type and encoding; the body as JSON, or `Null` when it is not JSON.
-fn check_envelope(req: &HttpRequest, body: &[u8], out: &mut Outcome) -> Value {
-    if req.method() != actix_web::http::Method::POST {
-        out.reject(
-            FAKE_REJECT_CODE,
-            format!("method {} (only POST)", req.method()),
-        );
-    }
-    match single_header(req, "content-type", out) {
-        None => out.reject(FAKE_REJECT_CODE, "missing header content-type"),
-        Some(ct) => {
-            let mut parts = ct.split(';').map(str::trim);
-            let essence = parts.next().unwrap_or_default();
-            let bad_charset = parts.any(|p| {
-                p.split_once('=').is_some_and(|(k, v)| {
-                    k.trim().eq_ignore_ascii_case("charset")
-                        && !v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
-                })
-            });
-            if !essence.eq_ignore_ascii_case("application/json") || bad_charset {
-                out.reject(
-                    FAKE_REJECT_CODE,
-                    format!("content-type {ct:?} (only application/json, UTF-8)"),
-                );
-            }
-        }
-    }
-    let Ok(text) = std::str::from_utf8(body) else {
-        out.reject(FAKE_REJECT_CODE, "the body is not UTF-8");
-        return Value::Null;
-    };
-    match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(e) => {
-            out.reject(FAKE_REJECT_CODE, format!("the body is not JSON: {e}"));
-            Value::Null
-        }
-    }
-}
-
-/// The header's value when it appears once; a repeat or a non-text value is a violation.
-fn single_header(req: &HttpRequest, name: &str, out: &mut Outcome) -> Option<String> {
-    let values: Vec<_> = req.headers().get_all(name).collect();
-    if values.len() > 1 {
-        out.reject(
-            FAKE_REJECT_CODE,
-            format!("header {name} is given more than once"),
-        );
-    }
-    let value = values.first()?;
-    let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
-    if value.to_str().is_err() {
-        out.reject(
-            FAKE_REJECT_CODE,
-            format!("header {name} is not visible ASCII"),
-        );
-    }
-    Some(text)
-}
-
-/// The bearer token, when the header has exactly the shape `Bearer <token>`.
-fn check_authorization(req: &HttpRequest, out: &mut Outcome) -> Option<String> {
-    let Some(value) = single_header(req, "authorization", &mut Outcome::default()) else {
-        out.reject(NO_AUTH, "missing header authorization");
-        return None;
-    };
-    if req.headers().get_all("authorization").count() > 1 {
-        out.reject(
-            TOKEN_INVALID,
-            "header authorization is given more than once",
-        );
-    }
-    match value.strip_prefix("Bearer ") {
-        Some(token) if !token.is_empty() && !token.contains(char::is_whitespace) => {
-            Some(token.to_owned())
-        }
-        _ => {
-            out.reject(
-                TOKEN_INVALID,
-                "authorization is not exactly \"Bearer <token>\" (one space)",
-            );
-            None
-        }
-    }
-}
-
-fn check_token_body(body: &Value, shared: &Shared, out: &mut Outcome) {
-    let Some(obj) = body.as_object() else {
-        out.reject(
-            APP_SECRET_INVALID,
-            format!("the body is {}, not an object", kind(body)),
-        );
-        return;
-    };
-    for key in obj.keys() {
-        if !["appId", "appSecret", "permanentCode", "grantType"].contains(&key.as_str()) {
-            out.reject(
-                FAKE_REJECT_CODE,
-                format!("unknown key {key:?} in the token body"),
-            );
-        }
-    }
-    // Values are compared, never printed: they are secrets.
-    let fields = [
-        ("appId", shared.app_id.as_str(), FAKE_REJECT_CODE),
-        ("appSecret", shared.app_secret.as_str(), APP_SECRET_INVALID),
-        (
-            "permanentCode",
-            shared.permanent_code.as_str(),
-            FAKE_REJECT_CODE,
-        ),
-        ("grantType", "app_secret", FAKE_REJECT_CODE),
-    ];
-    for (key, want, code) in fields {
-        match obj.get(key) {
-            None => out.reject(code, format!("{key} is missing")),
-            Some(Value::String(s)) if s == want => {}
-            Some(Value::String(_)) => {
-                out.reject(code, format!("{key} is not the configured value"))
-            }
-            Some(v) => out.reject(code, format!("{key} is {}, not a string", kind(v))),
-        }
-    }
-}
-
-fn check_send_body(body: &Value, out: &mut Outcome) {
-    let Some(obj) = body.as_object() else {
-        out.reject(
-            TO_USER_MISSING,
-            format!("the body is {}, not an object", kind(body)),
-        );
-        return;
-    };
-    check_to_user(obj.get("toUser"), out);
-    match obj.get("msgType") {
-        Some(Value::String(s)) if s == "composite" => {}
-        None => out.reject(MSG_TYPE_INVALID, "msgType is missing"),
-        Some(v) => out.reject(
-            MSG_TYPE_INVALID,
-            format!("msgType is {v}, not \"composite\""),
-        ),
-    }
-    for key in obj.keys() {
-        if !["toUser", "msgType", "composite"].contains(&key.as_str()) {
-            out.reject(FAKE_REJECT_CODE, format!("unknown top-level key {key:?}"));
-        }
-    }
-    match obj.get("composite") {
-        Some(Value::Object(c)) => check_composite(c, out),
-        None => out.reject(FAKE_REJECT_CODE, "composite is missing"),
-        Some(v) => out.reject(
-            FAKE_REJECT_CODE,
-            format!("composite is {}, not an object", kind(v)),
-        ),
-    }
-}
-
-fn check_to_user(to_user: Option<&Value>, out: &mut Outcome) {
-    let users = match to_user {
-        None | Some(Value::Null) => return out.reject(TO_USER_MISSING, "toUser is missing"),
-        Some(Value::Array(a)) if a.is_empty() => {
-            return out.reject(TO_USER_MISSING, "toUser is empty");
-        }
-        Some(Value::Array(a)) => a,
-        Some(v) => {
-            return out.reject(
-                TO_USER_INVALID,
-                format!("toUser is {}, not an array", kind(v)),
-            );
-        }
-    };
-    if users.len() > MAX_RECIPIENTS {
-        out.reject(
-            TO_USER_INVALID,
-            format!(
-                "toUser has {} recipients (at most {MAX_RECIPIENTS})",
-                users.len()
-            ),
-        );
-    }
-    let mut seen = HashSet::new();
-    // One message per kind of fault, naming its first occurrence, keeps 500 bad ids readable.
-    let mut faults: Vec<(&str, String)> = Vec::new();
-    for (i, user) in users.iter().enumerate() {
-        let fault = match user {
-            Value::String(s) if s.trim().is_empty() => {
-                Some(("empty", format!("toUser[{i}] is empty")))
-            }
-            Value::String(s) if !seen.insert(s) => Some((
-                "dup",
-                format!("toUser[{i}] {s:?} repeats an earlier recipient"),
-            )),
-            Value::String(_) => None,
-            v => Some(("type", format!("toUser[{i}] is {}, not a string", kind(v)))),
-        };
-        if let Some((tag, why)) = fault
-            && !faults.iter().any(|(t, _)| *t == tag)
-        {
-            faults.push((tag, why));
-        }
-    }
-    for (_, why) in faults {
-        out.reject(TO_USER_INVALID, why);
-    }
-}
-
-fn check_composite(c: &Map<String, Value>, out: &mut Outcome) {
-    required_text(c, "head", "title", out);
-    required_text(c, "link", "title", out);
-    required_text(c, "link", "url", out);
-    optional_text(c, "first", "content", out);
-    optional_text(c, "remark", "content", out);
-    let rows = match c.get("form") {
-        None => return,
-        Some(Value::Array(rows)) => rows,
-        Some(v) => {
-            let why = format!("composite.form is {}, not an array", kind(v));
-            return out.reject(FAKE_REJECT_CODE, why);
-        }
-    };
-    for (i, row) in rows.iter().enumerate() {
-        let Some(row) = row.as_object() else {
-            let why = format!("composite.form[{i}] is {}, not an object", kind(row));
-            out.reject(FAKE_REJECT_CODE, why);
-            continue;
-        };
-        for key in ["label", "value"] {
-            match row.get(key) {
-                Some(Value::String(_)) => {}
-                None => out.reject(
-                    FAKE_REJECT_CODE,
-                    format!("composite.form[{i}].{key} is missing"),
-                ),
-                Some(v) => out.reject(
-                    FAKE_REJECT_CODE,
-                    format!("composite.form[{i}].{key} is {}, not a string", kind(v)),
-                ),
-            }
-        }
-    }
-}
-
-/// `composite.<part>.<field>` must be a non-blank string.
-fn required_text(c: &Map<String, Value>, part: &str, field: &str, out: &mut Outcome) {
-    let why = match c.get(part) {
-        None => format!("composite.{part} is missing"),
-        Some(Value::Object(o)) => match o.get(field) {
-            Some(Value::String(s)) if !s.trim().is_empty() => return,
-            Some(Value::String(_)) => format!("composite.{part}.{field} is empty"),
-            None => format!("composite.{part}.{field} is missing"),
-            Some(v) => format!("composite.{part}.{field} is {}, not a string", kind(v)),
-        },
-        Some(v) => format!("composite.{part} is {}, not an object", kind(v)),
-    };
-    out.reject(FAKE_REJECT_CODE, why);
-}
-
-/// `composite.<part>` may be absent; when present it is an object whose `<field>`, if any, is a string.
-fn optional_text(c: &Map<String, Value>, part: &str, field: &str, out: &mut Outcome) {
-    let why = match c.get(part) {
-        None => return,
-        Some(Value::Object(o)) => match o.get(field) {
-            None | Some(Value::String(_)) => return,
-            Some(v) => format!("composite.{part}.{field} is {}, not a string", kind(v)),
-        },
-        Some(v) => format!(
-            "composite.{part} is {}, not an object (omit it instead)",
-            kind(v)
-        ),
-    };
-    out.reject(FAKE_REJECT_CODE, why);
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a bool",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn send_success(trace: &str) -> HttpResponse {
