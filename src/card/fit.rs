@@ -201,19 +201,32 @@ pub fn fit(
     Ok(fitted)
 }
 
+/// The bytes `text` takes inside a JSON string, as serde_json writes it: `"` and `\\` take two,
+/// control characters two (`\\n`, `\\t`, …) or six (`\\u001f`), anything else its UTF-8 length.
+fn json_len(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum()
+}
+
+/// The size of the card as sent: every text as its JSON string, plus the fixed overhead of each
+/// part's keys and punctuation.
 fn size(f: &Fitted) -> usize {
-    // The JSON overhead of each part is small and fixed; counting it keeps the budget honest.
     let rows: usize = f
         .rows
         .iter()
-        .map(|r| r.label.len() + r.value.len() + 24)
+        .map(|r| json_len(&r.label) + json_len(&r.value) + 24)
         .sum();
-    80 + f.title.len()
-        + f.first.as_ref().map_or(0, |t| t.len() + 24)
+    80 + json_len(&f.title)
+        + f.first.as_ref().map_or(0, |t| json_len(t) + 24)
         + rows
-        + f.remark.as_ref().map_or(0, |t| t.len() + 24)
-        + f.link.title.len()
-        + f.link.url.len()
+        + f.remark.as_ref().map_or(0, |t| json_len(t) + 24)
+        + json_len(&f.link.title)
+        + json_len(&f.link.url)
 }
 
 /// Drops rows from the end (counted in the "+N more" row), then shortens the remark and the
@@ -266,6 +279,14 @@ mod tests {
         assert_eq!(ellipsize("你好世界你好".into(), 3), "你好…");
         assert_eq!(ellipsize("😀😀😀😀".into(), 2), "😀…");
         assert_eq!(ellipsize("ab  cdef".into(), 4), "ab…");
+    }
+
+    #[test]
+    fn text_is_measured_as_its_json_string() {
+        for text in ["plain", "say \"hi\"", "a\\b", "tab\there", "\u{1}", "界😀"] {
+            let json = serde_json::to_string(text).unwrap();
+            assert_eq!(json_len(text), json.len() - 2, "{text:?} as {json}");
+        }
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub struct Worker {
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Told of store errors.
     health: Arc<StoreHealth>,
+    /// Notified when a pause begins: sends waiting for their slot give their message back.
+    paused: Arc<Notify>,
 }
 
 /// What a worker is made of.
@@ -140,6 +142,7 @@ impl Worker {
             ledger: parts.ledger,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             health: parts.health,
+            paused: Arc::new(Notify::new()),
         })
     }
 
@@ -182,6 +185,7 @@ impl Worker {
     /// Holds every send for `wait` and keeps the pause for the next process.
     async fn pause(&self, wait: Duration, reason: &str) {
         self.pacer.lock().await.pause_until(Instant::now() + wait);
+        self.paused.notify_waiters();
         let pause = Pause {
             until: SystemTime::now() + wait,
             reason: reason.to_string(),

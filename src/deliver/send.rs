@@ -54,9 +54,19 @@ impl Worker {
     /// Waits for a send slot under the rate limit (and any pause), then writes the send's time
     /// to the ledger, before the call. `Err` when no call may be made now.
     async fn pace(&self) -> Result<(), Unsent> {
+        // Woken when a pause begins, so that a claimed message never waits for its slot
+        // through a pause (registered before the slot is taken: no pause can slip between).
+        let paused = self.paused.notified();
+        tokio::pin!(paused);
+        paused.as_mut().enable();
         let slot = {
             let mut pacer = self.pacer.lock().await;
-            let slot = pacer.next_slot(Instant::now());
+            let now = Instant::now();
+            // Paused (rate limit, daily quota): do not hold the message until the pause ends.
+            if pacer.is_paused(now) {
+                return Err(Unsent::Paused);
+            }
+            let slot = pacer.next_slot(now);
             pacer.record(slot);
             slot
         };
@@ -64,14 +74,20 @@ impl Worker {
             self.pacer.lock().await.cancel(slot);
             Err(why)
         };
-        if self
-            .unless_stopping(tokio::time::sleep_until(slot.into()))
-            .await
-            .is_none()
-        {
-            return cancel(Unsent::Stopping).await;
+        let waited = self
+            .unless_stopping(async {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(slot.into()) => true,
+                    _ = &mut paused => false,
+                }
+            })
+            .await;
+        match waited {
+            None => return cancel(Unsent::Stopping).await,
+            Some(false) => return cancel(Unsent::Paused).await,
+            Some(true) => {}
         }
-        // Another send may have met a rate-limit or quota answer while this one slept.
+        // Another send may have met a rate-limit or quota answer just now.
         if self.pacer.lock().await.is_paused(Instant::now()) {
             return cancel(Unsent::Paused).await;
         }
