@@ -106,16 +106,6 @@ impl Template {
         }
         out
     }
-
-    /// True when the template has no text and no expressions at all.
-    pub fn is_empty_literal(&self) -> bool {
-        self.parts.is_empty()
-    }
-
-    /// The template text as written.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
 }
 
 impl fmt::Debug for Template {

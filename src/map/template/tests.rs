@@ -342,19 +342,22 @@ fn a_relative_path_without_a_row_renders_as_missing() {
 
 #[test]
 fn an_empty_template_is_an_empty_literal() {
-    assert!(Template::compile("", &TOP).unwrap().is_empty_literal());
-    assert!(!Template::compile(" ", &TOP).unwrap().is_empty_literal());
+    assert!(Template::compile("", &TOP).unwrap().parts.is_empty());
+    assert!(!Template::compile(" ", &TOP).unwrap().parts.is_empty());
     assert!(
         !Template::compile("{$.nope}", &TOP)
             .unwrap()
-            .is_empty_literal()
+            .parts
+            .is_empty()
     );
 }
 
 #[test]
-fn source_returns_the_text_as_written() {
+fn a_template_keeps_its_text_as_written_and_debug_shows_it() {
     let text = "{$.ref | upper} x";
-    assert_eq!(Template::compile(text, &TOP).unwrap().source(), text);
+    let template = Template::compile(text, &TOP).unwrap();
+    assert_eq!(template.source, text);
+    assert_eq!(format!("{template:?}"), format!("Template({text:?})"));
 }
 
 #[test]
