@@ -444,3 +444,6 @@ fn find_url<'v>(root: &'v Value, skip: Option<&regex::Regex>) -> Option<&'v str>
     }
     None
 }
+
+#[cfg(test)]
+mod tests;
