@@ -72,6 +72,12 @@ pub(super) fn str_arg(args: &[Arg], i: usize) -> Option<&str> {
     }
 }
 
+/// Argument `i` as an owned string; "" when it is not a string (the row makes that a
+/// missing optional one).
+pub(super) fn string_arg(args: &[Arg], i: usize) -> String {
+    str_arg(args, i).unwrap_or_default().to_string()
+}
+
 /// Argument `i` when it is an integer.
 pub(super) fn int_arg(args: &[Arg], i: usize) -> Option<i64> {
     match args.get(i).map(|a| &a.value) {

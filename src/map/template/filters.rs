@@ -15,7 +15,9 @@ use chrono::{DateTime, TimeZone};
 use serde_json::Value;
 
 use super::super::jsonpath::Scope;
-use super::args::{Arg, ArgKind, ArgValue, Param, int_arg, optional, required, str_arg};
+use super::args::{
+    Arg, ArgKind, ArgValue, Param, int_arg, optional, required, str_arg, string_arg,
+};
 use super::text::{text_of, write_text};
 use super::value_of;
 
@@ -82,8 +84,7 @@ pub(super) static FILTERS: &[FilterDef] = &[
         args: &[required(ArgKind::Str)],
         usage: "trim_prefix takes one string argument",
         build: |args| {
-            let prefix = str_arg(args, 0).unwrap_or_default().to_string();
-            on_text(prefix, |p, s| {
+            on_text(string_arg(args, 0), |p, s| {
                 Cow::Borrowed(s.strip_prefix(p.as_str()).unwrap_or(s))
             })
         },
@@ -93,8 +94,7 @@ pub(super) static FILTERS: &[FilterDef] = &[
         args: &[required(ArgKind::Str)],
         usage: "trim_suffix takes one string argument",
         build: |args| {
-            let suffix = str_arg(args, 0).unwrap_or_default().to_string();
-            on_text(suffix, |p, s| {
+            on_text(string_arg(args, 0), |p, s| {
                 Cow::Borrowed(s.strip_suffix(p.as_str()).unwrap_or(s))
             })
         },
@@ -332,12 +332,11 @@ fn join<'v>(value: Cow<'v, Value>, sep: &str) -> Cow<'v, Value> {
 }
 
 fn replace(args: &[Arg]) -> Result<Filter, String> {
-    let from = str_arg(args, 0).unwrap_or_default();
+    let from = string_arg(args, 0);
     if from.is_empty() {
         return Err("replace needs a non-empty text to replace".to_string());
     }
-    let to = str_arg(args, 1).unwrap_or_default();
-    on_text((from.to_string(), to.to_string()), |(from, to), s| {
+    on_text((from, string_arg(args, 1)), |(from, to), s| {
         if s.contains(from.as_str()) {
             Cow::Owned(s.replace(from.as_str(), to))
         } else {
