@@ -5,8 +5,12 @@
 //! Everything is parsed and validated by [`Template::compile`] (paths, filter arguments,
 //! date formats); [`Template::render`] only evaluates and never fails.
 //!
-//! Layout: this file holds the compiled form and its evaluation; `parse` reads template text
-//! into it; `filters` is the table of filters, one row each; `text` renders values as text.
+//! Layout:
+//! - this file: the compiled form and its evaluation;
+//! - `parse`: reads template text into it, checking each filter call against its row;
+//! - `filters`: the table of filters, one row each (adding a filter touches only this file);
+//! - `args`: a filter call's arguments, as the parser reads them and the rows declare them;
+//! - `text`: the text rendering of values.
 
 mod args;
 mod filters;
