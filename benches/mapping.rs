@@ -272,7 +272,7 @@ fn verification(c: &mut Criterion) {
     let pretty = std::fs::read(root().join("tests/fixtures/github/push.4.json")).expect("push.4");
     let value: serde_json::Value = serde_json::from_slice(&pretty).expect("JSON");
     let body = Bytes::from(serde_json::to_vec(&value).expect("serialise"));
-    let mac = fxhook::verify::hmac::mac(Algorithm::Sha256, SECRET.as_bytes(), &[&body]);
+    let mac = fxhook::verify::crypto::mac(Algorithm::Sha256, SECRET.as_bytes(), &[&body]);
     let good = format!("sha256={}", hex::encode(&mac));
     let bad = format!("sha256={}", hex::encode(vec![0u8; mac.len()]));
     let signed = |signature: &str| {
