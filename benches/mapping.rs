@@ -21,7 +21,7 @@ use fxhook::map::Mapped;
 use fxhook::route::Groups;
 use fxhook::source::{Source, load_file};
 use fxhook::verify::spec::Algorithm;
-use fxhook::verify::{ContentKind, Webhook, trust_offline};
+use fxhook::verify::{ContentKind, Verifier, Webhook};
 
 /// One benchmarked event: the mapping file's stem, a name, the fixture and the request headers.
 struct Case {
@@ -217,7 +217,12 @@ fn mapping(c: &mut Criterion) {
                 continue;
             };
             let request = webhook(case.headers, Bytes::from(body));
-            let once = trust_offline(request.clone()).parse().expect("JSON");
+            let unsigned = Verifier::unsigned();
+            let once = unsigned
+                .verify(request.clone())
+                .expect("unsigned")
+                .parse()
+                .expect("JSON");
             let outcome = describe(&source.mapping.map(&once, &groups, tz));
             eprintln!(
                 "map/{stem}/{} ({} bytes): {outcome}",
@@ -229,7 +234,8 @@ fn mapping(c: &mut Criterion) {
                 b.iter_batched(
                     || request.clone(),
                     |request| {
-                        let payload = trust_offline(request).parse().expect("JSON");
+                        let verified = unsigned.verify(request).expect("unsigned");
+                        let payload = verified.parse().expect("JSON");
                         black_box(source.mapping.map(&payload, &groups, tz))
                     },
                     BatchSize::SmallInput,

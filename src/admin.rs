@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::enqueue::EventOutcome;
 use crate::receive::AppState;
 use crate::store::admin::{self as queries, EVENT_STATES, MESSAGE_STATES, Replay};
-use crate::verify::{self, ContentKind, Webhook};
+use crate::verify;
 
 /// What the admin API needs besides the shared state.
 pub struct Admin {
@@ -293,7 +293,7 @@ async fn remap_event(
         AdminError::Conflict(format!("source {} has no loaded mapping", stored.source))
     })?;
     let received = UNIX_EPOCH + Duration::from_millis(stored.received_at.max(0) as u64);
-    let payload = verify::restore_verified(
+    let payload = verify::offline::trust_stored(
         stored_headers(&stored.headers),
         Bytes::from(stored.payload),
         received,
@@ -345,16 +345,12 @@ async fn render(
     let source = sources
         .get(source.as_str())
         .ok_or_else(|| AdminError::NotFound(format!("unknown source {source}")))?;
-    let webhook = Webhook {
-        headers: req.headers().clone(),
+    let payload = verify::offline::trust_admin_supplied(
+        req.headers().clone(),
         body,
-        content: ContentKind::Json,
-        query: String::new(),
-        received_at: std::time::SystemTime::now(),
-    };
-    let payload = verify::trust_offline(webhook)
-        .parse()
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     match source
         .mapping
         .map(&payload, &state.catalog.groups, state.tz)

@@ -11,10 +11,12 @@
 //!   choice among headers); [`presets`] is the table of named presets built from them.
 //! - [`Verifier`]: a source's scheme and keys, the one door to [`Verified`] for requests, and
 //!   the debug narration of each verification.
+//! - `offline`: the two doors for payloads whose trust was settled elsewhere (crate only).
 
 pub mod crypto;
 pub mod hmac;
 pub mod keys;
+pub(crate) mod offline;
 pub mod presets;
 pub mod secrets;
 pub mod spec;
@@ -82,7 +84,8 @@ impl Webhook {
     }
 }
 
-/// A value that went through verification. Only this module constructs it.
+/// A value that went through verification. Only this module constructs it: [`Verifier::verify`]
+/// for requests, and the crate's `offline` doors for payloads trusted for a stated reason.
 #[derive(Debug, Clone)]
 pub struct Verified<T>(T);
 
@@ -144,30 +147,6 @@ pub enum VerifyError {
     /// The signed timestamp is outside the replay window.
     #[error("timestamp outside the replay window")]
     Stale,
-}
-
-/// An event restored from the store, which verified it when it was received (for re-mapping).
-///
-/// # Errors
-/// A stored payload that is not JSON.
-pub fn restore_verified(
-    headers: HeaderMap,
-    payload: Bytes,
-    received_at: SystemTime,
-) -> Result<Verified<Payload>, PayloadError> {
-    Verified(Webhook {
-        headers,
-        body: payload,
-        content: ContentKind::Json,
-        query: String::new(),
-        received_at,
-    })
-    .parse()
-}
-
-/// For offline tools (`fxhook render`) that map a payload with no signature at all.
-pub fn trust_offline(webhook: Webhook) -> Verified<Webhook> {
-    Verified(webhook)
 }
 
 /// One verification algorithm, fixed by the mapping file (never chosen by the request).
