@@ -21,7 +21,7 @@ use crate::pipeline;
 use crate::reload::Catalog;
 use crate::store::health::StoreHealth;
 use crate::store::{EventState, Inspect, MessageState, Replay};
-use crate::verify::{self, ContentKind, Webhook};
+use crate::verify;
 
 /// What the admin API works with; registered as app data only when `admin.token` is set.
 pub struct Admin {
@@ -277,7 +277,7 @@ async fn remap_event(
         AdminError::Conflict(format!("source {} has no loaded mapping", stored.source))
     })?;
     let received = crate::store::from_unix_ms(stored.received_at);
-    let payload = verify::restore_verified(
+    let payload = verify::offline::trust_stored(
         stored_headers(&stored.headers),
         Bytes::from(stored.payload),
         received,
@@ -332,16 +332,12 @@ async fn render(
     let source = sources
         .get(source.as_str())
         .ok_or_else(|| AdminError::NotFound(format!("unknown source {source}")))?;
-    let webhook = Webhook {
-        headers: req.headers().clone(),
+    let payload = verify::offline::trust_admin_supplied(
+        req.headers().clone(),
         body,
-        content: ContentKind::Json,
-        query: String::new(),
-        received_at: std::time::SystemTime::now(),
-    };
-    let payload = verify::trust_offline(webhook)
-        .parse()
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     match pipeline::render(
         &source.mapping,
         &payload,

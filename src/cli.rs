@@ -12,7 +12,6 @@ use crate::diagnostic::Severity;
 use crate::pipeline::Routed;
 use crate::route::Groups;
 use crate::source::LoadOptions;
-use crate::verify::{ContentKind, Webhook};
 
 /// fxhook: webhooks from CI, monitoring and Git hosts, delivered as Fxiaoke cards.
 #[derive(Debug, Parser)]
@@ -346,16 +345,12 @@ pub fn render_json(
     let loaded = loaded.with_context(|| format!("{} has errors", file.display()))?;
     let body =
         std::fs::read(payload).with_context(|| format!("cannot read {}", payload.display()))?;
-    let webhook = Webhook {
-        headers: parse_headers(headers)?,
-        body: body.into(),
-        content: ContentKind::Json,
-        query: String::new(),
-        received_at: std::time::SystemTime::now(),
-    };
-    let parsed = crate::verify::trust_offline(webhook)
-        .parse()
-        .with_context(|| format!("{} is not a JSON payload", payload.display()))?;
+    let parsed = crate::verify::offline::trust_admin_supplied(
+        parse_headers(headers)?,
+        body.into(),
+        std::time::SystemTime::now(),
+    )
+    .with_context(|| format!("{} is not a JSON payload", payload.display()))?;
     let routed = crate::pipeline::render(&loaded.mapping, &parsed, &groups, options.tz);
     if let Routed::Rendered { rule, messages } = &routed
         && messages.iter().any(|m| m.to_user.is_empty())

@@ -311,7 +311,7 @@ fn compile_verify(
                 at,
                 format!("source {name} is unsigned: anyone who knows its URL can post to it"),
             );
-            return Some((Verifier::unsigned(), None));
+            return Some((Verifier::unsigned().named(name.as_str(), "unsigned"), None));
         }
         report.error(
             at,
@@ -352,7 +352,19 @@ fn compile_verify(
     for p in problems {
         report.warning(at, p);
     }
-    let verifier = Verifier::new(scheme, found);
+    // The secrets are prepared for the scheme here, once; one it cannot use is named by its
+    // origin (never its value) and left out, never used in some other form.
+    let verifier = Verifier::new(scheme, found).named(name.as_str(), preset.name);
+    for unusable in verifier.unusable_secrets() {
+        report.warning(
+            at,
+            format!(
+                "source {name}: secret {} {}; it is not used",
+                unusable.secret.origin(),
+                unusable.problem
+            ),
+        );
+    }
     if let crate::verify::Readiness::Inactive(reason) = verifier.readiness(name.as_str()) {
         let places = refs
             .iter()
@@ -426,5 +438,93 @@ fn compile_dedup(
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `svix.yaml` whose secrets are these files' contents, in this order.
+    fn load_with_secrets(secrets: &[&str]) -> (Option<Source>, Vec<Diagnostic>, Vec<PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = secrets
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let path = dir.path().join(format!("secret-{i}"));
+                std::fs::write(&path, format!("{value}\n")).unwrap();
+                path
+            })
+            .collect();
+        let refs: Vec<String> = files
+            .iter()
+            .map(|f| format!("{{file: {}}}", f.display()))
+            .collect();
+        let file = dir.path().join("svix.yaml");
+        let yaml = format!(
+            "verify:\n  preset: svix\n  secrets: [{}]\nrules: []\n",
+            refs.join(", ")
+        );
+        std::fs::write(&file, yaml).unwrap();
+        let groups = Groups::new(&BTreeMap::new()).unwrap();
+        let (source, diagnostics) = load_file(&file, &groups);
+        (source, diagnostics, files)
+    }
+
+    fn warnings(diagnostics: &[Diagnostic]) -> Vec<&str> {
+        diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .map(|d| d.message.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_malformed_whsec_secret_is_a_load_warning_naming_the_source_and_its_file_and_is_unused() {
+        let malformed = "whsec_this is not base64";
+        let good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let (source, diagnostics, files) = load_with_secrets(&[malformed, good]);
+        let source = source.expect("the file loads: a bad secret is a warning");
+        let warnings = warnings(&diagnostics);
+        let about_secret: Vec<&&str> = warnings
+            .iter()
+            .filter(|w| w.contains("Standard Webhooks key"))
+            .collect();
+        assert_eq!(about_secret.len(), 1, "{warnings:?}");
+        let warning = about_secret[0];
+        assert!(warning.contains("source svix"), "{warning}");
+        assert!(
+            warning.contains(&files[0].display().to_string()),
+            "{warning}"
+        );
+        assert!(
+            !warning.contains("not base64"),
+            "the value leaked: {warning}"
+        );
+        assert!(!warnings.iter().any(|w| w.contains(good)), "{warnings:?}");
+        assert_eq!(source.verifier.unusable_secrets().len(), 1);
+        assert_eq!(
+            source.verifier.readiness("svix"),
+            crate::verify::Readiness::Active
+        );
+    }
+
+    #[test]
+    fn a_source_whose_only_secret_is_malformed_loads_inactive_with_the_reason() {
+        let (source, diagnostics, _) = load_with_secrets(&["whsec_%%%"]);
+        let source = source.expect("the file loads");
+        let crate::verify::Readiness::Inactive(reason) = source.verifier.readiness("svix") else {
+            panic!("active with no usable secret");
+        };
+        assert!(reason.contains("no usable secret"), "{reason}");
+        let warnings = warnings(&diagnostics);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("no usable secret") && w.contains("answers 401")),
+            "{warnings:?}"
+        );
+        assert!(!warnings.iter().any(|w| w.contains("%%%")), "{warnings:?}");
     }
 }

@@ -16,7 +16,7 @@ use serde_saphyr::Spanned;
 use super::{Mapped, Mapping};
 use crate::card::Row;
 use crate::diagnostic::{Reporter, Severity};
-use crate::verify::{ContentKind, Webhook, trust_offline};
+use crate::verify::offline;
 
 /// One example.
 #[derive(Debug, Deserialize)]
@@ -100,14 +100,8 @@ pub fn run(
                 continue;
             }
         };
-        let webhook = Webhook {
-            headers,
-            body: body.into(),
-            content: ContentKind::Json,
-            query: String::new(),
-            received_at: std::time::SystemTime::now(),
-        };
-        let payload = match trust_offline(webhook).parse() {
+        let now = std::time::SystemTime::now();
+        let payload = match offline::trust_admin_supplied(headers, body.into(), now) {
             Ok(p) => p,
             Err(e) => {
                 problem(report, format!("payload {}: {e}", path.display()));

@@ -2,16 +2,14 @@
 //! timestamp, an id and the body), hex or base64, with an optional prefix and replay window.
 //! Most presets are this scheme with fixed settings.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
 
+use super::crypto::{DEFAULT_TOLERANCE, mac_matches};
+use super::keys::Keys;
 use super::spec::{Algorithm, Encoding};
-use super::{Scheme, Secret, VerifyError, Webhook};
-
-/// Default replay window of schemes with a timestamp.
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+use super::{Scheme, Trace, VerifyError, Webhook};
 
 /// One piece of the signed content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,93 +103,6 @@ pub fn parse_signed(text: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
-/// Computes an HMAC over the concatenation of `parts`.
-pub fn mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        // HMAC takes keys of any length, so this cannot fail; an empty result never matches.
-        let Ok(mut m) = <M as KeyInit>::new_from_slice(key) else {
-            return Vec::new();
-        };
-        for p in parts {
-            m.update(p);
-        }
-        m.finalize().into_bytes().to_vec()
-    }
-    match algorithm {
-        Algorithm::Sha1 => run::<Hmac<sha1::Sha1>>(key, parts),
-        Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key, parts),
-        Algorithm::Sha512 => run::<Hmac<sha2::Sha512>>(key, parts),
-    }
-}
-
-/// How a secret becomes an HMAC key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Key {
-    /// The secret's text, as UTF-8 bytes.
-    Text,
-    /// Standard Webhooks: the base64 after `whsec_`.
-    Whsec,
-}
-
-/// `Ok` when the MAC over `parts` keyed by some secret (as `key` says) equals one of the
-/// candidate signatures, each compared in constant time.
-///
-/// # Errors
-/// [`VerifyError::Mismatch`] otherwise.
-pub fn mac_matches(
-    algorithm: Algorithm,
-    secrets: &[Secret],
-    key: Key,
-    parts: &[&[u8]],
-    candidates: &[Vec<u8>],
-) -> Result<(), VerifyError> {
-    secrets
-        .iter()
-        .any(|s| {
-            let expected = match key {
-                Key::Text => mac(algorithm, s.expose().as_bytes(), parts),
-                Key::Whsec => mac(
-                    algorithm,
-                    &super::standard_webhooks::key_bytes(s.expose()),
-                    parts,
-                ),
-            };
-            candidates.iter().any(|c| same_mac(&expected, c))
-        })
-        .then_some(())
-        .ok_or(VerifyError::Mismatch)
-}
-
-/// Constant-time equality of two MACs.
-pub fn same_mac(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    !a.is_empty() && a.len() == b.len() && bool::from(a.ct_eq(b))
-}
-
-/// Checks a unix-seconds timestamp against `now` and the tolerance.
-///
-/// # Errors
-/// Not a number, or outside the window.
-pub fn check_timestamp(
-    text: &str,
-    now: SystemTime,
-    tolerance: Duration,
-    header: &str,
-) -> Result<(), VerifyError> {
-    let ts: i64 = text
-        .trim()
-        .parse()
-        .map_err(|_| VerifyError::Malformed(header.to_string()))?;
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    if now.abs_diff(ts) > tolerance.as_secs() {
-        return Err(VerifyError::Stale);
-    }
-    Ok(())
-}
-
 impl HmacScheme {
     fn decode(&self, text: &str) -> Option<Vec<u8>> {
         let text = text.trim().strip_prefix(self.prefix.as_str())?;
@@ -203,12 +114,14 @@ impl HmacScheme {
 }
 
 impl Scheme for HmacScheme {
-    fn check(
-        &self,
+    fn check_keys<'s>(
+        &'s self,
         webhook: &Webhook,
-        secrets: &[Secret],
+        keys: &Keys,
         now: SystemTime,
+        trace: &mut Trace<'s>,
     ) -> Result<(), VerifyError> {
+        trace.at(&self.header);
         let header = webhook
             .header(&self.header)
             .ok_or_else(|| VerifyError::MissingHeader(self.header.clone()))?;
@@ -219,13 +132,13 @@ impl Scheme for HmacScheme {
         if candidates.is_empty() {
             return Err(VerifyError::Malformed(self.header.clone()));
         }
-        let header_value = |name: &Option<String>| -> Result<Option<&str>, VerifyError> {
+        let mut header_value = |name: &'s Option<String>| -> Result<Option<&str>, VerifyError> {
             match name {
                 None => Ok(None),
-                Some(n) => webhook
-                    .header(n)
-                    .map(Some)
-                    .ok_or_else(|| VerifyError::MissingHeader(n.clone())),
+                Some(n) => webhook.header(n).map(Some).ok_or_else(|| {
+                    trace.at(n);
+                    VerifyError::MissingHeader(n.clone())
+                }),
             }
         };
         let timestamp = header_value(&self.timestamp_header)?;
@@ -249,9 +162,14 @@ impl Scheme for HmacScheme {
                 Part::Body => body,
             })
             .collect();
-        mac_matches(self.algorithm, secrets, Key::Text, &parts, &candidates)?;
+        trace.matched(mac_matches(
+            self.algorithm,
+            keys.texts(),
+            &parts,
+            &candidates,
+        ))?;
         if let (Some(ts), Some(name)) = (timestamp, &self.timestamp_header) {
-            check_timestamp(ts, now, self.tolerance, name)?;
+            trace.timestamp(ts, name, now, self.tolerance)?;
         }
         Ok(())
     }
@@ -274,24 +192,5 @@ mod tests {
         assert!(parse_signed("{when}.{body}").is_err());
         assert!(parse_signed("{timestamp}").is_err());
         assert!(parse_signed("{body").is_err());
-    }
-
-    #[test]
-    fn a_timestamp_outside_the_window_is_stale() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert!(check_timestamp("1000000", now, DEFAULT_TOLERANCE, "t").is_ok());
-        assert!(check_timestamp("999701", now, DEFAULT_TOLERANCE, "t").is_ok());
-        assert_eq!(
-            check_timestamp("999000", now, DEFAULT_TOLERANCE, "t"),
-            Err(VerifyError::Stale)
-        );
-        assert_eq!(
-            check_timestamp("1000400", now, DEFAULT_TOLERANCE, "t"),
-            Err(VerifyError::Stale)
-        );
-        assert!(matches!(
-            check_timestamp("soon", now, DEFAULT_TOLERANCE, "t"),
-            Err(VerifyError::Malformed(_))
-        ));
     }
 }

@@ -2,26 +2,40 @@
 //! source's scheme over the raw bytes, before anything parses it; only this module can produce a
 //! [`Verified`] value, so an unverified body cannot reach the mapping.
 //!
-//! Layout: [`spec`] is what a mapping file writes under `verify:`; [`presets`] is the table of
-//! named presets, each a few lines; [`hmac`] is the generic HMAC scheme most presets are made of;
-//! [`standard_webhooks`] and [`token`] are the schemes that are not a plain HMAC.
+//! Layout, leaves first (no two files import each other):
+//! - [`spec`]: what a mapping file writes under `verify:`; [`secrets`]: where secrets come from.
+//! - [`crypto`]: HMACs, constant-time comparison, timestamps, `whsec_` decoding; bytes only.
+//! - [`keys`]: a source's secrets prepared once, at load, in the form its scheme uses.
+//! - the schemes: [`hmac`] (the generic HMAC most presets are made of), [`standard_webhooks`],
+//!   [`token`] (shared tokens, `Authorization`), [`special`] (Stripe, a token anywhere, a
+//!   choice among headers); [`presets`] is the table of named presets built from them.
+//! - [`Verifier`]: a source's scheme and keys, the one door to [`Verified`] for requests, and
+//!   the debug narration of each verification.
+//! - `offline`: the two doors for payloads whose trust was settled elsewhere (crate only).
 
+pub mod crypto;
 pub mod hmac;
+pub mod keys;
+pub(crate) mod offline;
 pub mod presets;
 pub mod secrets;
 pub mod spec;
 pub mod special;
 pub mod standard_webhooks;
 pub mod token;
+mod verifier;
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 
+use crypto::Tried;
+use keys::{KeyKind, Keys};
 pub use secrets::{Secret, SecretRef};
+pub use token::bearer_matches;
+pub use verifier::{Readiness, Verifier};
 
 /// How the body arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +84,8 @@ impl Webhook {
     }
 }
 
-/// A value that went through verification. Only this module constructs it.
+/// A value that went through verification. Only this module constructs it: [`Verifier::verify`]
+/// for requests, and the crate's `offline` doors for payloads trusted for a stated reason.
 #[derive(Debug, Clone)]
 pub struct Verified<T>(T);
 
@@ -136,7 +151,31 @@ pub enum VerifyError {
 
 /// One verification algorithm, fixed by the mapping file (never chosen by the request).
 pub trait Scheme: Send + Sync + fmt::Debug {
-    /// Checks `webhook` against the source's secrets.
+    /// What the scheme makes of each secret; a [`Verifier`] prepares them so, once, at load.
+    fn key_kind(&self) -> KeyKind {
+        KeyKind::Text
+    }
+
+    /// Checks `webhook` against the source's prepared keys, noting in `trace` what it looked
+    /// at (header names and counts, never a value).
+    ///
+    /// # Errors
+    /// See [`VerifyError`].
+    fn check_keys<'s>(
+        &'s self,
+        webhook: &Webhook,
+        keys: &Keys,
+        now: SystemTime,
+        trace: &mut Trace<'s>,
+    ) -> Result<(), VerifyError>;
+
+    /// The headers that carry this scheme's signature or token (lower-case names). They are
+    /// never stored with an event, whatever they are called.
+    fn credential_headers(&self) -> Vec<String>;
+
+    /// Checks `webhook` against plain secrets, for tests and tools: the secrets are prepared on
+    /// every call and those the scheme cannot use are left out. Sources go through a
+    /// [`Verifier`], which prepares them once and reports the unusable ones.
     ///
     /// # Errors
     /// See [`VerifyError`].
@@ -145,150 +184,116 @@ pub trait Scheme: Send + Sync + fmt::Debug {
         webhook: &Webhook,
         secrets: &[Secret],
         now: SystemTime,
-    ) -> Result<(), VerifyError>;
-
-    /// The headers that carry this scheme's signature or token (lower-case names). They are
-    /// never stored with an event, whatever they are called.
-    fn credential_headers(&self) -> Vec<String>;
+    ) -> Result<(), VerifyError> {
+        let (keys, _) = Keys::prepare(secrets.iter().cloned(), self.key_kind());
+        self.check_keys(webhook, &keys, now, &mut Trace::default())
+    }
 }
 
-/// A source's verification, compiled from its mapping file: the scheme plus the secrets.
-#[derive(Debug, Clone)]
-pub struct Verifier {
-    scheme: Option<Arc<dyn Scheme>>,
-    secrets: Vec<Secret>,
+/// What a scheme looked at while checking one request, for the debug narration: names and
+/// counts only, so it can be logged whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trace<'a> {
+    /// The header the outcome is about (the signature's, or the one found missing).
+    pub header: Option<&'a str>,
+    /// How many of the source's secrets were compared.
+    pub secrets_tried: usize,
+    /// Seconds between the signed timestamp and the clock, when the scheme read one.
+    pub skew_secs: Option<u64>,
 }
 
-/// Whether a source can take requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
-    /// Secrets are configured (or the mapping says the source is unsigned).
-    Active,
-    /// No secret is set: every request is refused with this reason.
-    Inactive(String),
-}
-
-impl Verifier {
-    /// A verifier with a scheme and the secrets found for it.
-    pub fn new(scheme: Arc<dyn Scheme>, secrets: Vec<Secret>) -> Self {
-        Verifier {
-            scheme: Some(scheme),
-            secrets,
-        }
+impl<'a> Trace<'a> {
+    /// Notes the header being read.
+    pub fn at(&mut self, header: &'a str) {
+        self.header = Some(header);
     }
 
-    /// A source the mapping file explicitly declares unsigned.
-    pub fn unsigned() -> Self {
-        Verifier {
-            scheme: None,
-            secrets: Vec::new(),
-        }
-    }
-
-    /// True when the mapping file declared the source unsigned.
-    pub fn is_unsigned(&self) -> bool {
-        self.scheme.is_none()
-    }
-
-    /// Active, or inactive for want of a secret.
-    pub fn readiness(&self, source: &str) -> Readiness {
-        if self.scheme.is_some() && self.secrets.is_empty() {
-            Readiness::Inactive(format!("source {source} has no secret configured"))
-        } else {
-            Readiness::Active
-        }
-    }
-
-    /// True when a header must not be stored with an event: it carries this source's
-    /// signature or token (by the scheme's own header names), or its value contains one of the
-    /// source's secrets (a proxy's `X-Original-URI` with `?token=…`, say).
-    pub fn is_credential(&self, name: &str, value: &[u8]) -> bool {
-        let named = self.scheme.as_ref().is_some_and(|s| {
-            s.credential_headers()
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name))
-        });
-        named || self.secrets.iter().any(|s| s.appears_in(value))
-    }
-
-    /// The one door to [`Verified`].
+    /// Notes how many secrets were tried.
     ///
     /// # Errors
-    /// See [`VerifyError`]; a source without secrets refuses everything.
-    pub fn verify(&self, webhook: Webhook) -> Result<Verified<Webhook>, VerifyError> {
-        match &self.scheme {
-            None => Ok(Verified(webhook)),
-            Some(_) if self.secrets.is_empty() => Err(VerifyError::Mismatch),
-            Some(scheme) => {
-                scheme.check(&webhook, &self.secrets, webhook.received_at)?;
-                Ok(Verified(webhook))
-            }
+    /// [`VerifyError::Mismatch`] when none matched.
+    pub fn matched(&mut self, tried: Tried) -> Result<(), VerifyError> {
+        self.secrets_tried = tried.count;
+        tried.matched.then_some(()).ok_or(VerifyError::Mismatch)
+    }
+
+    /// Reads the unix-seconds timestamp `text` of header `header` against `now`, noting the skew.
+    ///
+    /// # Errors
+    /// Not a number, or outside the tolerance.
+    pub fn timestamp(
+        &mut self,
+        text: &str,
+        header: &'a str,
+        now: SystemTime,
+        tolerance: Duration,
+    ) -> Result<(), VerifyError> {
+        self.at(header);
+        let skew = crypto::skew_secs(text, now)
+            .ok_or_else(|| VerifyError::Malformed(header.to_string()))?;
+        self.skew_secs = Some(skew);
+        if skew > tolerance.as_secs() {
+            return Err(VerifyError::Stale);
         }
+        Ok(())
     }
 }
 
-/// An event restored from the store, which verified it when it was received (for re-mapping).
-///
-/// # Errors
-/// A stored payload that is not JSON.
-pub fn restore_verified(
-    headers: HeaderMap,
-    payload: Bytes,
-    received_at: SystemTime,
-) -> Result<Verified<Payload>, PayloadError> {
-    Verified(Webhook {
-        headers,
-        body: payload,
-        content: ContentKind::Json,
-        query: String::new(),
-        received_at,
-    })
-    .parse()
-}
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
 
-/// For offline tools (`fxhook render`) that map a payload with no signature at all.
-pub fn trust_offline(webhook: Webhook) -> Verified<Webhook> {
-    Verified(webhook)
-}
+    use super::crypto::DEFAULT_TOLERANCE;
+    use super::*;
 
-/// `Ok` when `presented` equals one of the secrets, compared in constant time.
-///
-/// # Errors
-/// [`VerifyError::Mismatch`] otherwise.
-pub fn token_matches(presented: &[u8], secrets: &[Secret]) -> Result<(), VerifyError> {
-    secrets
-        .iter()
-        .any(|s| constant_time_eq(presented, s.expose().as_bytes()))
-        .then_some(())
-        .ok_or(VerifyError::Mismatch)
-}
+    fn check_timestamp(
+        text: &str,
+        now: SystemTime,
+        tolerance: Duration,
+        header: &str,
+    ) -> Result<(), VerifyError> {
+        Trace::default().timestamp(text, header, now, tolerance)
+    }
 
-/// An `Authorization` value split into its scheme and its credentials (`Bearer abc` →
-/// `("Bearer", "abc")`). Callers compare the scheme case-insensitively, as RFC 7235 says.
-pub fn authorization(value: &str) -> Option<(&str, &str)> {
-    let (scheme, credentials) = value.trim().split_once(' ')?;
-    Some((scheme, credentials.trim()))
-}
+    #[test]
+    fn a_timestamp_outside_the_window_is_stale() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert!(check_timestamp("1000000", now, DEFAULT_TOLERANCE, "t").is_ok());
+        assert!(check_timestamp("999701", now, DEFAULT_TOLERANCE, "t").is_ok());
+        assert_eq!(
+            check_timestamp("999000", now, DEFAULT_TOLERANCE, "t"),
+            Err(VerifyError::Stale)
+        );
+        assert_eq!(
+            check_timestamp("1000400", now, DEFAULT_TOLERANCE, "t"),
+            Err(VerifyError::Stale)
+        );
+        assert!(matches!(
+            check_timestamp("soon", now, DEFAULT_TOLERANCE, "t"),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
 
-/// True when the headers carry `Authorization: Bearer <token>` (the scheme in any case, the
-/// token compared in constant time); for the admin API and `/metrics`.
-pub fn bearer_matches(headers: &HeaderMap, token: &secrecy::SecretString) -> bool {
-    use secrecy::ExposeSecret;
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(authorization)
-        .is_some_and(|(scheme, presented)| {
-            scheme.eq_ignore_ascii_case("bearer")
-                && constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes())
-        })
-}
-
-/// Compares two byte strings in constant time (for tokens of any length: both sides are
-/// hashed first, so not even the length leaks).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
-    ha.as_slice().ct_eq(hb.as_slice()).into()
+    #[test]
+    fn the_trace_keeps_the_header_the_skew_and_the_count_of_secrets_tried() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut trace = Trace::default();
+        let tried = Tried {
+            count: 2,
+            matched: true,
+        };
+        assert_eq!(trace.matched(tried), Ok(()));
+        assert_eq!(
+            trace.timestamp("999000", "X-Ts", now, DEFAULT_TOLERANCE),
+            Err(VerifyError::Stale)
+        );
+        assert_eq!(
+            trace,
+            Trace {
+                header: Some("X-Ts"),
+                secrets_tried: 2,
+                skew_secs: Some(1000),
+            }
+        );
+    }
 }

@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
-use super::hmac::{DEFAULT_TOLERANCE, HmacScheme, Part, parse_signed};
+use super::crypto::DEFAULT_TOLERANCE;
+use super::hmac::{HmacScheme, Part, parse_signed};
+use super::keys::{KeyKind, Keys};
 use super::spec::{Algorithm, Encoding, VerifySpec};
 use super::special::{FirstPresent, SharedToken, Stripe, base64_of_body};
 use super::standard_webhooks::StandardWebhooks;
 use super::token::{AuthorizationHeader, HeaderToken};
-use super::{Scheme, Secret, VerifyError, Webhook};
+use super::{Scheme, Trace, VerifyError, Webhook};
 
 /// A named verification preset.
 pub struct Preset {
@@ -377,6 +379,7 @@ fn generic(spec: &VerifySpec) -> Result<Arc<dyn Scheme>, String> {
 }
 
 /// GitLab: the shared `X-Gitlab-Token`, or (GitLab 19+) a Standard Webhooks signing token.
+/// A secret written `whsec_…` is a signing token, any other a secret token.
 #[derive(Debug)]
 struct GitLab {
     token: HeaderToken,
@@ -384,16 +387,21 @@ struct GitLab {
 }
 
 impl Scheme for GitLab {
-    fn check(
-        &self,
+    fn key_kind(&self) -> KeyKind {
+        KeyKind::TokenOrWhsec
+    }
+
+    fn check_keys<'s>(
+        &'s self,
         webhook: &Webhook,
-        secrets: &[Secret],
+        keys: &Keys,
         now: std::time::SystemTime,
+        trace: &mut Trace<'s>,
     ) -> Result<(), VerifyError> {
         if webhook.header("webhook-signature").is_some() {
-            self.signing.check(webhook, secrets, now)
+            self.signing.check_keys(webhook, keys, now, trace)
         } else {
-            self.token.check(webhook, secrets, now)
+            self.token.check_keys(webhook, keys, now, trace)
         }
     }
 

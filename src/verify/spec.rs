@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::SecretRef;
+use super::secrets::SecretRef;
 
 /// The `verify:` section of a mapping file.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -5,9 +5,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::hmac::{HmacScheme, Key, check_timestamp, mac_matches};
+use super::crypto::{mac_matches, token_matches};
+use super::hmac::HmacScheme;
+use super::keys::Keys;
 use super::spec::Algorithm;
-use super::{Scheme, Secret, VerifyError, Webhook, token_matches};
+use super::token::AuthorizationHeader;
+use super::{Scheme, Trace, VerifyError, Webhook};
+
+const STRIPE_SIGNATURE: &str = "Stripe-Signature";
 
 /// Stripe: `Stripe-Signature: t=<ts>,v1=<hex>[,v1=…]`, HMAC-SHA256 of `{t}.{body}` keyed by the
 /// whole `whsec_…` text (not base64-decoded).
@@ -18,15 +23,17 @@ pub struct Stripe {
 }
 
 impl Scheme for Stripe {
-    fn check(
-        &self,
+    fn check_keys<'s>(
+        &'s self,
         webhook: &Webhook,
-        secrets: &[Secret],
+        keys: &Keys,
         now: SystemTime,
+        trace: &mut Trace<'s>,
     ) -> Result<(), VerifyError> {
+        trace.at(STRIPE_SIGNATURE);
         let header = webhook
-            .header("Stripe-Signature")
-            .ok_or_else(|| VerifyError::MissingHeader("Stripe-Signature".into()))?;
+            .header(STRIPE_SIGNATURE)
+            .ok_or_else(|| VerifyError::MissingHeader(STRIPE_SIGNATURE.into()))?;
         let mut timestamp = None;
         let mut candidates = Vec::new();
         for item in header.split(',') {
@@ -36,15 +43,19 @@ impl Scheme for Stripe {
                 _ => {}
             }
         }
-        let timestamp =
-            timestamp.ok_or_else(|| VerifyError::Malformed("Stripe-Signature".into()))?;
+        let timestamp = timestamp.ok_or_else(|| VerifyError::Malformed(STRIPE_SIGNATURE.into()))?;
         if candidates.is_empty() {
-            return Err(VerifyError::Malformed("Stripe-Signature".into()));
+            return Err(VerifyError::Malformed(STRIPE_SIGNATURE.into()));
         }
         let parts: [&[u8]; 3] = [timestamp.as_bytes(), b".", &webhook.body];
         // Stripe keys with the whole `whsec_…` text, not its base64 decoding.
-        mac_matches(Algorithm::Sha256, secrets, Key::Text, &parts, &candidates)?;
-        check_timestamp(timestamp, now, self.tolerance, "Stripe-Signature")
+        trace.matched(mac_matches(
+            Algorithm::Sha256,
+            keys.texts(),
+            &parts,
+            &candidates,
+        ))?;
+        trace.timestamp(timestamp, STRIPE_SIGNATURE, now, self.tolerance)
     }
 
     fn credential_headers(&self) -> Vec<String> {
@@ -61,26 +72,30 @@ pub struct SharedToken {
 }
 
 impl Scheme for SharedToken {
-    fn check(
-        &self,
+    fn check_keys<'s>(
+        &'s self,
         webhook: &Webhook,
-        secrets: &[Secret],
+        keys: &Keys,
         now: SystemTime,
+        trace: &mut Trace<'s>,
     ) -> Result<(), VerifyError> {
+        trace.at(&self.header);
         let presented: Option<Vec<u8>> = webhook
             .header(&self.header)
             .map(|t| t.trim().as_bytes().to_vec())
             .or_else(|| {
-                serde_urlencoded::from_str::<Vec<(String, String)>>(&webhook.query)
+                let token = serde_urlencoded::from_str::<Vec<(String, String)>>(&webhook.query)
                     .ok()?
                     .into_iter()
-                    .find(|(k, _)| k == "token")
-                    .map(|(_, v)| v.into_bytes())
+                    .find(|(k, _)| k == "token")?;
+                trace.at("?token=");
+                Some(token.1.into_bytes())
             });
         match presented {
-            Some(token) => token_matches(&token, secrets),
+            Some(token) => trace.matched(token_matches(&token, keys.texts())),
             None if webhook.header("authorization").is_some() => {
-                super::token::AuthorizationHeader.check(webhook, secrets, now)
+                let authorization: &'static AuthorizationHeader = &AuthorizationHeader;
+                authorization.check_keys(webhook, keys, now, trace)
             }
             None => Err(VerifyError::MissingHeader(self.header.clone())),
         }
@@ -97,17 +112,24 @@ impl Scheme for SharedToken {
 pub struct FirstPresent(pub Vec<HmacScheme>);
 
 impl Scheme for FirstPresent {
-    fn check(
-        &self,
+    fn check_keys<'s>(
+        &'s self,
         webhook: &Webhook,
-        secrets: &[Secret],
+        keys: &Keys,
         now: SystemTime,
+        trace: &mut Trace<'s>,
     ) -> Result<(), VerifyError> {
         match self.0.iter().find(|s| webhook.header(&s.header).is_some()) {
-            Some(scheme) => scheme.check(webhook, secrets, now),
-            None => Err(VerifyError::MissingHeader(
-                self.0.first().map(|s| s.header.clone()).unwrap_or_default(),
-            )),
+            Some(scheme) => scheme.check_keys(webhook, keys, now, trace),
+            None => {
+                let first = self
+                    .0
+                    .first()
+                    .map(|s| s.header.as_str())
+                    .unwrap_or_default();
+                trace.at(first);
+                Err(VerifyError::MissingHeader(first.to_string()))
+            }
         }
     }
 

@@ -1,14 +1,16 @@
 //! Standard Webhooks (and Svix, which uses `svix-` header names): HMAC-SHA256 over
-//! `{id}.{timestamp}.{body}`, base64, keyed by the base64 text after `whsec_`, in a header that
-//! lists several `v1,<sig>` entries; the timestamp must be within the tolerance.
+//! `{id}.{timestamp}.{body}`, base64, keyed by the base64 text after `whsec_` (decoded once, at
+//! load: see [`super::keys`]), in a header that lists several `v1,<sig>` entries; the timestamp
+//! must be within the tolerance.
 
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
-use super::hmac::{DEFAULT_TOLERANCE, Key, check_timestamp, mac_matches};
+use super::crypto::{DEFAULT_TOLERANCE, mac_matches};
+use super::keys::{KeyKind, Keys};
 use super::spec::Algorithm;
-use super::{Scheme, Secret, VerifyError, Webhook};
+use super::{Scheme, Trace, VerifyError, Webhook};
 
 /// The Standard Webhooks scheme.
 #[derive(Debug, Clone)]
@@ -34,54 +36,65 @@ struct Headers<'a> {
     signature_name: &'static str,
 }
 
-fn headers(webhook: &Webhook) -> Result<Headers<'_>, VerifyError> {
-    let family = if webhook.header("webhook-signature").is_some() {
-        "webhook"
-    } else if webhook.header("svix-signature").is_some() {
-        "svix"
+/// The header names of one family.
+struct Family {
+    id: &'static str,
+    timestamp: &'static str,
+    signature: &'static str,
+}
+
+const WEBHOOK: Family = Family {
+    id: "webhook-id",
+    timestamp: "webhook-timestamp",
+    signature: "webhook-signature",
+};
+
+const SVIX: Family = Family {
+    id: "svix-id",
+    timestamp: "svix-timestamp",
+    signature: "svix-signature",
+};
+
+fn headers<'w>(webhook: &'w Webhook, trace: &mut Trace<'_>) -> Result<Headers<'w>, VerifyError> {
+    let family = if webhook.header(WEBHOOK.signature).is_some() {
+        WEBHOOK
+    } else if webhook.header(SVIX.signature).is_some() {
+        SVIX
     } else {
-        return Err(VerifyError::MissingHeader("webhook-signature".into()));
+        trace.at(WEBHOOK.signature);
+        return Err(VerifyError::MissingHeader(WEBHOOK.signature.into()));
     };
-    let get = |suffix: &str| {
-        let name = format!("{family}-{suffix}");
+    let mut get = |name: &'static str| {
+        trace.at(name);
         webhook
-            .header(&name)
-            .ok_or(VerifyError::MissingHeader(name))
+            .header(name)
+            .ok_or_else(|| VerifyError::MissingHeader(name.into()))
     };
+    let id = get(family.id)?;
+    let timestamp = get(family.timestamp)?;
+    let signature = get(family.signature)?;
     Ok(Headers {
-        id: get("id")?,
-        timestamp: get("timestamp")?,
-        signature: get("signature")?,
-        signature_name: if family == "svix" {
-            "svix-signature"
-        } else {
-            "webhook-signature"
-        },
-        timestamp_name: if family == "svix" {
-            "svix-timestamp"
-        } else {
-            "webhook-timestamp"
-        },
+        id,
+        timestamp,
+        signature,
+        timestamp_name: family.timestamp,
+        signature_name: family.signature,
     })
 }
 
-/// The signing key of a `whsec_…` secret (base64 after the prefix); a secret without the prefix
-/// is taken as base64 too, and one that is not base64 as raw bytes.
-pub fn key_bytes(secret: &str) -> Vec<u8> {
-    let text = secret.strip_prefix("whsec_").unwrap_or(secret);
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .unwrap_or_else(|_| text.as_bytes().to_vec())
-}
-
 impl Scheme for StandardWebhooks {
-    fn check(
-        &self,
+    fn key_kind(&self) -> KeyKind {
+        KeyKind::Whsec
+    }
+
+    fn check_keys<'s>(
+        &'s self,
         webhook: &Webhook,
-        secrets: &[Secret],
+        keys: &Keys,
         now: SystemTime,
+        trace: &mut Trace<'s>,
     ) -> Result<(), VerifyError> {
-        let h = headers(webhook)?;
+        let h = headers(webhook, trace)?;
         let candidates: Vec<Vec<u8>> = h
             .signature
             .split_ascii_whitespace()
@@ -98,11 +111,16 @@ impl Scheme for StandardWebhooks {
             b".",
             &webhook.body,
         ];
-        mac_matches(Algorithm::Sha256, secrets, Key::Whsec, &parts, &candidates)?;
-        check_timestamp(h.timestamp, now, self.tolerance, h.timestamp_name)
+        trace.matched(mac_matches(
+            Algorithm::Sha256,
+            keys.whsec(),
+            &parts,
+            &candidates,
+        ))?;
+        trace.timestamp(h.timestamp, h.timestamp_name, now, self.tolerance)
     }
 
     fn credential_headers(&self) -> Vec<String> {
-        vec!["webhook-signature".into(), "svix-signature".into()]
+        vec![WEBHOOK.signature.into(), SVIX.signature.into()]
     }
 }
