@@ -126,7 +126,7 @@ pub struct ConnectionBudget {
 impl ServerSettings {
     /// The connection bound for `workers` HTTP workers under an open-file limit of
     /// `file_limit`: `server.max_connections` when it fits, else what the limit leaves after
-    /// [`RESERVED_FILES`]. Never less than one connection a worker.
+    /// `RESERVED_FILES` (64). Never less than one connection a worker.
     pub fn connection_budget(&self, workers: usize, file_limit: u64) -> ConnectionBudget {
         let workers = workers.max(1);
         let fits = usize::try_from(file_limit)

@@ -2,7 +2,7 @@
 //! accepted events in small groups (group commit): it takes every event waiting in its channel,
 //! up to `store.commit_batch`, commits them in one transaction, and only then answers each
 //! request. So a 202 is never sent before its own rows are durable, and one fsync serves many
-//! requests under load. Dedup is checked in that same transaction (see [`store::Ingest`]).
+//! requests under load. Dedup is checked in that same transaction (see [`crate::store::Ingest`]).
 //!
 //! Around it: [`watch_store`] refuses new events while the store is over its bounds, has the
 //! writer prove every few seconds that it can write, and runs the integrity check after an error.
@@ -40,7 +40,7 @@ struct Job {
 enum Work {
     /// Commit an event.
     Event(Job),
-    /// Prove the store can take an event (see [`store::Ingest::heartbeat`]).
+    /// Prove the store can take an event (see [`crate::store::Ingest::heartbeat`]).
     Heartbeat,
 }
 

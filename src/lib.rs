@@ -5,18 +5,29 @@
 //!
 //! The pipeline, one module per step, in the order a request goes through them:
 //!
-//! - [`receive`]: `POST /hooks/{source}`, the size limit, the HTTP answers, health endpoints;
+//! - [`receive`]: `POST /hooks/{source}`, the body's size and deadline, the HTTP answers, the
+//!   request-id and access-log middleware;
 //! - [`verify`]: signature and token schemes, presets, secrets; only it makes a `Verified` value;
-//! - [`map`]: the mapping language (rules, JSONPath, templates) that turns a payload into a card;
-//! - [`route`]: recipients from groups, ids and lookups, split into ≤500 per message;
+//! - [`map`]: the mapping language (rules, JSONPath, templates) that turns a payload into a card
+//!   and says whom it is for;
+//! - [`route`]: those recipients resolved against the groups, split into ≤500 per message;
 //! - [`enqueue`]: the group-commit writer that stores events and messages before the 202;
 //! - [`deliver`]: the worker that sends queued messages and records every attempt.
 //!
-//! Around it: [`config`] (settings), [`source`] (loading mapping files), [`reload`] (watching
-//! and swapping them), [`card`] (the composite card, its fitting, the send body), [`store`]
-//! (SQLite schema and queries), [`admin`] (the `/admin` API), [`metrics`] (Prometheus
-//! counters), [`diagnostic`] (`file:line:col` problems), [`startup`] (wiring), [`cli`] (the
-//! `fxhook` command), [`telemetry`] (logs).
+//! [`pipeline`] is the one function that maps, routes and says what to store for a verified
+//! payload; every caller uses it. [`store`] is the interface of the store (one trait per user)
+//! and its SQLite backend; it owns every SQL statement and every state name.
+//!
+//! Around them: [`config`] (settings, parsed), [`source`] (compiling and loading mapping files),
+//! [`reload`] (watching and swapping them), [`card`] (the composite card, its fitting, the send
+//! body, recipient ids), [`health`] (`/healthz`, `/readyz`, `/metrics`), [`admin`] (the `/admin`
+//! API), [`metrics`] (Prometheus counters), [`diagnostic`] (`file:line:col` problems),
+//! [`startup`] (wiring), [`cli`] (the `fxhook` command), [`telemetry`] (logs).
+//!
+//! The graph has no cycle: `config`, `card`, `diagnostic` and `metrics` are leaves; `verify`
+//! and `map` sit on them; `route` on `map`; `source` on `map`, `verify` and `route`; `store` on
+//! `config`; `pipeline` on `source`, `route` and `store`; `enqueue`, `deliver`, `reload` on
+//! `store` and `source`; `receive`, `health` and `admin` on those; `startup` and `cli` on top.
 
 pub mod admin;
 pub mod card;

@@ -128,11 +128,6 @@ impl Card {
         })
     }
 
-    /// The head title.
-    pub fn title(&self) -> &str {
-        &self.title
-    }
-
     /// The card as the `composite` object of a send body.
     pub fn composite(&self) -> Composite {
         Composite {

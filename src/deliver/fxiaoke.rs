@@ -207,11 +207,24 @@ impl FxiaokeClient {
                 reason,
             });
         }
+        tracing::debug!(
+            endpoint = "/oauth2.0/token",
+            calls_this_minute = recent.len(),
+            "fetching an access token"
+        );
         // Written before the call: a process killed during it has still spent the call.
         self.ledger(move |l| l.record_call(CallKind::Token, now))
             .await
             .map_err(unusable)?;
         let result = self.fetch_token().await;
+        match &result {
+            Ok(t) => {
+                tracing::debug!(endpoint = "/oauth2.0/token", ea = %t.ea, lifetime_s = t.lifetime.as_secs(), "access token fetched")
+            }
+            Err(f) => {
+                tracing::debug!(endpoint = "/oauth2.0/token", reason = %f.reason, "access token refused")
+            }
+        }
         crate::metrics::token_fetch(result.is_ok());
         if let Ok(mut last) = self.last_error.lock() {
             *last = result.as_ref().err().map(|f| f.reason.clone());
@@ -232,6 +245,7 @@ impl FxiaokeClient {
     /// Drops the cached token if it is still `failed` (another caller may have replaced it),
     /// in memory and in the store.
     pub async fn invalidate(&self, failed: &Arc<Token>) {
+        tracing::debug!("the vendor refused the access token (20016): dropping it");
         let mut current = self.token.lock().await;
         if current.as_ref().is_some_and(|t| Arc::ptr_eq(t, failed)) {
             *current = None;

@@ -10,7 +10,7 @@
 //! that is still waiting for its send slot, starts no new vendor call, and lets a call already
 //! on the wire finish.
 //!
-//! Layout: this file is the worker's loop and its store calls; [`send`] is one live attempt;
+//! Layout: this file is the worker's loop and its store calls; `send` is one live attempt;
 //! [`policy`] holds the pure decisions (classification, retries, pacing); [`fxiaoke`] is the
 //! vendor client.
 

@@ -7,6 +7,7 @@ mod cards;
 mod catalogue_git;
 mod catalogue_ops;
 mod contract;
+mod debug_logs;
 mod dedup;
 mod delivery;
 mod delivery_errors;
