@@ -173,7 +173,10 @@ fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
         let d = &settings.delivery;
         // The gateway's own ledger: a test send shares the token and the vendor's limits with
         // a gateway running on the same store.
-        let ledger = std::sync::Arc::new(crate::store::sqlite::Sqlite::open(&settings.store.path)?);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let ledger = rt.block_on(crate::store::open_ledger(&settings.store))?;
         let client = FxiaokeClient::new(
             &f.base_url,
             creds,
@@ -195,9 +198,6 @@ fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
             },
         )?;
         let body = serde_json::to_string(&SendBody::new(vec![to.as_str().to_string()], &card))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         rt.block_on(async {
             println!(
                 "1. token: POST {}/oauth2.0/token",
@@ -226,10 +226,11 @@ fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
                 to.as_str()
             );
             println!("   body {body}");
-            {
-                use crate::store::vendor::{CallKind, VendorLedger};
-                ledger.record_call(CallKind::Send, std::time::SystemTime::now())?;
-            }
+            let now = std::time::SystemTime::now();
+            crate::store::vendor::off_thread(&ledger, move |l| {
+                l.record_call(crate::store::vendor::CallKind::Send, now)
+            })
+            .await?;
             let report = client.send(&token, &body).await;
             println!(
                 "   answer: {:?} {} (http {}, traceId {}, thirdTraceId {})",

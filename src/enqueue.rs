@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -55,6 +55,8 @@ pub struct Bounds {
 
 /// How often the writer proves it can write when nothing else does.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// Least time between two integrity checks (a full check reads the whole store).
+const CHECK_SPACING: Duration = Duration::from_secs(30);
 
 /// Every second, compares the queue and the store size with `bounds` and refuses new events
 /// (503 + Retry-After) while either is over; asks the writer for a heartbeat write every few
@@ -71,18 +73,20 @@ pub fn watch_store(
     let writer = enqueuer.tx.downgrade();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut last_heartbeat = std::time::Instant::now() - HEARTBEAT_EVERY;
+        let (mut last_heartbeat, mut last_check) = (None::<Instant>, None::<Instant>);
+        let due = |last: Option<Instant>, every| last.is_none_or(|t| t.elapsed() >= every);
         loop {
             tick.tick().await;
-            if last_heartbeat.elapsed() >= HEARTBEAT_EVERY {
-                last_heartbeat = std::time::Instant::now();
+            if due(last_heartbeat, HEARTBEAT_EVERY) {
+                last_heartbeat = Some(Instant::now());
                 let Some(writer) = writer.upgrade() else {
                     return;
                 };
                 // A full channel means the writer is busy writing events: that is the proof.
                 let _ = writer.try_send(Work::Heartbeat);
             }
-            if health.take_check_request() {
+            if due(last_check, CHECK_SPACING) && health.take_check_request() {
+                last_check = Some(Instant::now());
                 check_integrity(&monitor, &health).await;
             }
             let m = Arc::clone(&monitor);
@@ -123,8 +127,17 @@ async fn check_integrity(monitor: &Arc<dyn Monitor>, health: &StoreHealth) {
             }
             health.checked(damage);
         }
-        Ok(Err(e)) => health.checked(Some(format!("{e:#}"))),
-        Err(e) => tracing::warn!(error = %e, "integrity check task failed"),
+        Ok(Err(e)) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the integrity check could not run; trying again later"
+            );
+            health.check_failed();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "integrity check task failed");
+            health.check_failed();
+        }
     }
 }
 
@@ -202,6 +215,11 @@ impl Enqueuer {
     /// True while the writer thread runs.
     pub fn is_alive(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// True while the store is over its bounds and new events are refused.
+    pub fn is_over_bounds(&self) -> bool {
+        self.overloaded.load(Ordering::Relaxed)
     }
 
     /// Commits `event` durably (or finds it a duplicate).

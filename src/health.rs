@@ -60,6 +60,12 @@ async fn store_problem(ready: &Readyz) -> Option<String> {
     if !answers || !ready.enqueuer.is_alive() {
         return Some("the store does not answer".into());
     }
+    if ready.enqueuer.is_over_bounds() {
+        return Some(
+            "the store is over its bounds (store.max_queued or store.max_bytes): webhooks get 503 until it drains"
+                .into(),
+        );
+    }
     ready.health.problem()
 }
 
@@ -93,15 +99,15 @@ async fn readyz(ready: web::Data<Readyz>, catalog: web::Data<Catalog>) -> HttpRe
             Some(error) => json!({"mode": "live", "token": "failed", "error": error}),
         },
     };
-    let body = json!({
+    let mut body = json!({
         "status": if problem.is_none() { "ready" } else { "not ready" },
-        "store": match &problem {
-            None => json!("open"),
-            Some(why) => json!({"state": "unavailable", "error": why}),
-        },
+        "store": if problem.is_none() { "open" } else { "unavailable" },
         "delivery": delivery,
         "sources": detail,
     });
+    if let Some(why) = &problem {
+        body["store_error"] = json!(why);
+    }
     match problem {
         None => HttpResponse::Ok().json(body),
         Some(_) => HttpResponse::ServiceUnavailable().json(body),

@@ -58,7 +58,7 @@ impl Application {
         reload::reload_on_sighup(Arc::clone(&catalog));
 
         let mut stores = store::open(&settings.store).await?;
-        scrub_stored_headers(stores.ingest.as_mut(), &catalog)?;
+        stores.ingest = scrub_stored_headers(stores.ingest, Arc::clone(&catalog)).await?;
         let health = Arc::new(StoreHealth::default());
         let queued = Arc::new(Notify::new());
         let (enqueuer, writer) = enqueue::start(
@@ -95,7 +95,8 @@ impl Application {
             },
             client.clone().map_or(Mode::DryRun, Mode::Live),
             d.into(),
-        )?;
+        )
+        .await?;
         let admin = settings.admin.token.clone().and_then(|token| {
             let set = !secrecy::ExposeSecret::expose_secret(&token)
                 .trim()
@@ -180,7 +181,7 @@ impl Application {
         .disable_signals()
         .listen(listener)?
         .run();
-        tracing::info!(%addr, port, store = %settings.store.path.display(), max_connections = budget.total, "fxhook listening");
+        tracing::info!(%addr, port, store = %settings.store.describe(), max_connections = budget.total, "fxhook listening");
         Ok(Application {
             port,
             server,
@@ -293,20 +294,32 @@ fn connection_budget(settings: &Settings, workers: usize) -> ConnectionBudget {
     budget
 }
 
-/// Removes credentials from the headers stored by earlier versions (once per store).
-fn scrub_stored_headers(store: &mut dyn store::Ingest, catalog: &Catalog) -> anyhow::Result<()> {
-    let sources = catalog.load();
-    let changed = store
-        .scrub_stored_headers(&mut |source, headers| {
+/// Removes credentials from the headers stored by earlier versions (once per store), off the
+/// async threads; gives the writer's handle back.
+async fn scrub_stored_headers(
+    mut ingest: Box<dyn store::Ingest>,
+    catalog: Arc<Catalog>,
+) -> anyhow::Result<Box<dyn store::Ingest>> {
+    let changed = tokio::task::spawn_blocking(move || {
+        let sources = catalog.load();
+        let changed = ingest.scrub_stored_headers(&mut |source, headers| {
             let verifier = sources.get(source).map(|s| &s.verifier);
-            pipeline::scrub_stored_headers(headers, verifier)
-        })
-        .context("cannot scrub the stored headers")?;
+            store::Scrubbed {
+                cleaned: pipeline::scrub_stored_headers(headers, verifier),
+                fully_judged: verifier.is_some(),
+            }
+        });
+        changed.map(|n| (n, ingest))
+    })
+    .await
+    .context("store task failed")?
+    .context("cannot scrub the stored headers");
+    let (changed, ingest) = changed?;
     if changed > 0 {
         tracing::warn!(
             events = changed,
             "removed signature and token headers that an earlier version stored with events"
         );
     }
-    Ok(())
+    Ok(ingest)
 }

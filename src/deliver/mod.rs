@@ -124,15 +124,25 @@ impl Worker {
     ///
     /// # Errors
     /// A database error.
-    pub fn new(parts: WorkerParts, mode: Mode, settings: WorkerSettings) -> anyhow::Result<Worker> {
-        let requeued = parts.queue.requeue_in_flight(SystemTime::now())?;
+    pub async fn new(
+        parts: WorkerParts,
+        mode: Mode,
+        settings: WorkerSettings,
+    ) -> anyhow::Result<Worker> {
+        let (queue, ledger) = (Arc::clone(&parts.queue), Arc::clone(&parts.ledger));
+        let (limit, window) = (settings.rate_limit, settings.rate_window);
+        let (requeued, pacer) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let requeued = queue.requeue_in_flight(SystemTime::now())?;
+            Ok((requeued, resume_pacer(ledger.as_ref(), limit, window)?))
+        })
+        .await
+        .context("store task failed")??;
         if requeued > 0 {
             tracing::warn!(
                 messages = requeued,
                 "messages left in flight by a previous process are queued again"
             );
         }
-        let pacer = resume_pacer(parts.ledger.as_ref(), &settings)?;
         Ok(Worker {
             queue: parts.queue,
             mode,
@@ -390,8 +400,12 @@ const RESUME_MARGIN: Duration = Duration::from_secs(1);
 
 /// A pacer that knows the sends of the current window and any pause kept by the previous
 /// process.
-fn resume_pacer(ledger: &dyn VendorLedger, settings: &WorkerSettings) -> anyhow::Result<Pacer> {
-    let mut pacer = Pacer::new(settings.rate_limit, settings.rate_window);
+fn resume_pacer(
+    ledger: &dyn VendorLedger,
+    limit: usize,
+    window: Duration,
+) -> anyhow::Result<Pacer> {
+    let mut pacer = Pacer::new(limit, window);
     let (now, wall) = (Instant::now(), SystemTime::now());
     // The wall-clock times become instants of this process; one from the "future" (a clock set
     // back) counts as just made. A time is written before its call, which starts once the write
@@ -403,7 +417,11 @@ fn resume_pacer(ledger: &dyn VendorLedger, settings: &WorkerSettings) -> anyhow:
             .unwrap_or(now)
             + RESUME_MARGIN
     };
-    let sends = ledger.calls_since(CallKind::Send, wall - settings.rate_window)?;
+    // Every send that can still count: the window, its guard, and the margin.
+    let sends = ledger.calls_since(
+        CallKind::Send,
+        wall - (window + policy::PACE_GUARD + RESUME_MARGIN),
+    )?;
     for at in &sends {
         pacer.record(instant(*at));
     }

@@ -116,7 +116,16 @@ impl Worker {
         let mut refreshed = false;
         loop {
             let Some(token) = self.unless_stopping(client.token()).await else {
-                return Attempt::Released(Unsent::Stopping);
+                // A send refused as a stale token (20016) was made and recorded: let it count.
+                return match records.is_empty() {
+                    true => Attempt::Released(Unsent::Stopping),
+                    false => Attempt::Made(Sent {
+                        records,
+                        verdict: Verdict::RetryLater,
+                        error: Some("token refresh cut off by shutdown".into()),
+                        counts: true,
+                    }),
+                };
             };
             let token = match token {
                 Ok(t) => t,
@@ -139,7 +148,8 @@ impl Worker {
                         records,
                         verdict: Verdict::RetryLater,
                         error: Some(failure.reason),
-                        counts: false,
+                        // Only a send made before (refused as a stale token) uses up the schedule.
+                        counts: refreshed,
                     });
                 }
             };

@@ -37,25 +37,18 @@ impl StoreHealth {
         self.report(error);
     }
 
-    /// Any other store error: a database that says it is corrupt is marked so at once; any
-    /// other error asks for an integrity check.
+    /// Any other store error asks for an integrity check; a database that says it is damaged
+    /// is marked so at once (until a check finds it intact).
     pub fn report(&self, error: &anyhow::Error) {
-        let corrupt = error.chain().any(|cause| {
-            cause
-                .downcast_ref::<rusqlite::Error>()
-                .and_then(rusqlite::Error::sqlite_error_code)
-                .is_some_and(|code| {
-                    matches!(
-                        code,
-                        rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
-                    )
-                })
-        });
-        if corrupt {
+        if says_damaged(error) {
             *lock(&self.corrupt) = Some(format!("{error:#}"));
-        } else {
-            self.check_wanted.store(true, Ordering::Relaxed);
         }
+        self.check_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// The integrity check could not run: it is asked for again (the caller spaces checks).
+    pub fn check_failed(&self) {
+        self.check_wanted.store(true, Ordering::Relaxed);
     }
 
     /// True once after an error was reported: the caller runs the integrity check.
@@ -77,6 +70,30 @@ impl StoreHealth {
             .clone()
             .map(|e| format!("the store cannot be written: {e}"))
     }
+}
+
+/// True when an error is the database saying its pages are damaged (SQLite's CORRUPT or
+/// NOTADB; Postgres's `XX001` data or `XX002` index corrupted).
+fn says_damaged(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let sqlite = cause
+            .downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code)
+            .is_some_and(|code| {
+                matches!(
+                    code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                )
+            });
+        let postgres = cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code)
+            .is_some_and(|code| {
+                *code == tokio_postgres::error::SqlState::DATA_CORRUPTED
+                    || *code == tokio_postgres::error::SqlState::INDEX_CORRUPTED
+            });
+        sqlite || postgres
+    })
 }
 
 #[cfg(test)]
@@ -113,7 +130,18 @@ mod tests {
             health.problem().is_some(),
             "a write elsewhere does not heal it"
         );
+        assert!(health.take_check_request(), "and a check is asked for");
         health.checked(None);
         assert_eq!(health.problem(), None);
+    }
+
+    #[test]
+    fn a_check_that_cannot_run_marks_nothing_and_is_asked_for_again() {
+        let health = StoreHealth::default();
+        health.report(&sqlite_error(rusqlite::ffi::SQLITE_BUSY));
+        assert!(health.take_check_request());
+        health.check_failed();
+        assert_eq!(health.problem(), None, "no damage is known");
+        assert!(health.take_check_request(), "the check runs again later");
     }
 }

@@ -12,6 +12,7 @@
 //! threads (`spawn_blocking`), as the writer thread does by design.
 
 pub mod health;
+pub mod postgres;
 pub mod sqlite;
 pub mod state;
 pub mod vendor;
@@ -202,15 +203,16 @@ pub trait Ingest: Send {
     /// A database error.
     fn forget_delivery_ids(&mut self, before: SystemTime) -> anyhow::Result<usize>;
 
-    /// Once per store: rewrites each stored event's headers with `clean(source, headers)` (the
-    /// cleaned JSON, or `None` to leave them). Earlier versions kept headers that carried a
-    /// source's token; cleaning needs the loaded mappings. Returns how many events changed.
+    /// Until done once: rewrites each stored event's headers with `clean(source, headers)`.
+    /// Earlier versions kept headers that carried a source's token; cleaning needs the loaded
+    /// mappings, so the scrub counts as done only when every event's source could be judged
+    /// with its mapping. Returns how many events changed.
     ///
     /// # Errors
     /// A database error (the scrub runs again at the next start).
     fn scrub_stored_headers(
         &mut self,
-        clean: &mut dyn FnMut(&str, &str) -> Option<String>,
+        clean: &mut dyn FnMut(&str, &str) -> Scrubbed,
     ) -> anyhow::Result<usize>;
 }
 
@@ -334,6 +336,16 @@ pub trait Inspect: Send + Sync {
     ) -> anyhow::Result<bool>;
 }
 
+/// What scrubbing one event's stored headers gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scrubbed {
+    /// The cleaned headers (JSON object), or `None` to leave them as they are.
+    pub cleaned: Option<String>,
+    /// False when the event's source has no loaded mapping: only the header names could be
+    /// judged, and the scrub stays pending for the next start.
+    pub fully_judged: bool,
+}
+
 /// The store opened for each of its users, and this process's hold on it.
 pub struct Stores {
     /// The group-commit writer's handle.
@@ -356,7 +368,29 @@ pub struct Stores {
 /// # Errors
 /// Another process holds the store, or it cannot be opened.
 pub async fn open(settings: &crate::config::StoreSettings) -> anyhow::Result<Stores> {
-    sqlite::open_stores(&settings.path).await
+    use crate::config::StoreKind;
+    match settings.kind().map_err(anyhow::Error::msg)? {
+        StoreKind::Sqlite(path) => sqlite::open_stores(&path).await,
+        StoreKind::Postgres(url) => postgres::open_stores(&url, settings).await,
+    }
+}
+
+/// The vendor ledger alone, with no process lock (`fxhook send-test` shares the token and
+/// the vendor's limits with a gateway running on the same store).
+///
+/// # Errors
+/// The store cannot be opened.
+pub async fn open_ledger(
+    settings: &crate::config::StoreSettings,
+) -> anyhow::Result<Arc<dyn vendor::VendorLedger>> {
+    use crate::config::StoreKind;
+    Ok(match settings.kind().map_err(anyhow::Error::msg)? {
+        StoreKind::Sqlite(path) => {
+            let store = tokio::task::spawn_blocking(move || sqlite::Sqlite::open(&path)).await??;
+            Arc::new(store)
+        }
+        StoreKind::Postgres(url) => Arc::new(postgres::open_unlocked(&url, settings).await?),
+    })
 }
 
 /// Readiness and gauges.

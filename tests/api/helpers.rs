@@ -65,7 +65,7 @@ pub fn test_settings(dir: &Path) -> Settings {
     s.server.listen = ([127, 0, 0, 1], 0).into();
     s.server.workers = 1;
     s.mappings.dir = dir.join("mappings");
-    s.store.path = dir.join("store/fxhook.db");
+    s.store.path = Some(dir.join("store/fxhook.db"));
     s.fxiaoke.dry_run = true;
     // Reload tests turn the watcher on; the others do not need one each.
     s.mappings.watch = false;
@@ -89,7 +89,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     if let Some(tweak) = opts.tweak {
         tweak(&mut settings);
     }
-    let store_path = settings.store.path.clone();
+    let store_path = settings.store.sqlite_path();
     let app = Application::build(settings).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

@@ -47,7 +47,7 @@ impl Ingest for Sqlite {
 
     fn scrub_stored_headers(
         &mut self,
-        clean: &mut dyn FnMut(&str, &str) -> Option<String>,
+        clean: &mut dyn FnMut(&str, &str) -> crate::store::Scrubbed,
     ) -> anyhow::Result<usize> {
         maintenance::scrub_headers_once(&mut *self.conn()?, clean)
     }

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Sqlite;
-use crate::store::{Monitor, QueueStats, from_unix_ms, unix_ms};
+use crate::store::{Monitor, QueueStats, Scrubbed, from_unix_ms, unix_ms};
 
 /// The `meta` key set once the stored headers have been scrubbed.
 const SCRUBBED: &str = "headers_scrubbed";
@@ -50,7 +50,7 @@ pub fn quick_check(conn: &Connection) -> anyhow::Result<Option<String>> {
 /// A database error (the scrub runs again at the next start).
 pub fn scrub_headers_once(
     conn: &mut Connection,
-    clean: &mut dyn FnMut(&str, &str) -> Option<String>,
+    clean: &mut dyn FnMut(&str, &str) -> Scrubbed,
 ) -> anyhow::Result<usize> {
     let done: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [SCRUBBED], |r| {
@@ -60,7 +60,7 @@ pub fn scrub_headers_once(
     if done.is_some() {
         return Ok(0);
     }
-    let (mut after, mut changed) = (0i64, 0usize);
+    let (mut after, mut changed, mut complete) = (0i64, 0usize, true);
     loop {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let batch: Vec<(i64, String, String)> = tx
@@ -70,7 +70,9 @@ pub fn scrub_headers_once(
             .query_map([after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         for (rowid, source, headers) in &batch {
-            if let Some(cleaned) = clean(source, headers).filter(|c| c != headers) {
+            let scrubbed = clean(source, headers);
+            complete &= scrubbed.fully_judged;
+            if let Some(cleaned) = scrubbed.cleaned.filter(|c| c != headers) {
                 tx.execute(
                     "UPDATE events SET headers = ?2 WHERE rowid = ?1",
                     params![rowid, cleaned],
@@ -84,10 +86,16 @@ pub fn scrub_headers_once(
             None => break,
         }
     }
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-        params![SCRUBBED, unix_ms(std::time::SystemTime::now())],
-    )?;
+    if complete {
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![SCRUBBED, unix_ms(std::time::SystemTime::now())],
+        )?;
+    } else {
+        tracing::warn!(
+            "some stored events belong to sources with no loaded mapping: their headers were judged by name only; the scrub runs again at the next start"
+        );
+    }
     Ok(changed)
 }
 
@@ -125,7 +133,13 @@ impl Monitor for Sqlite {
     }
 
     fn integrity_check(&self) -> anyhow::Result<Option<String>> {
-        quick_check(&*self.conn()?)
+        // On a connection of its own: reading the whole file must not hold up readiness and
+        // the gauges, which share this store's connection.
+        let conn = Connection::open_with_flags(
+            self.path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        quick_check(&conn)
     }
 }
 
@@ -145,7 +159,10 @@ mod tests {
             )
             .unwrap();
         }
-        let mut clean = |_: &str, h: &str| Some(h.replace("\"x-api-key\":\"s3cret\",", ""));
+        let mut clean = |_: &str, h: &str| Scrubbed {
+            cleaned: Some(h.replace("\"x-api-key\":\"s3cret\",", "")),
+            fully_judged: true,
+        };
         assert_eq!(scrub_headers_once(&mut conn, &mut clean).unwrap(), 2500);
         let left: i64 = conn
             .query_row(
@@ -158,7 +175,10 @@ mod tests {
         let mut calls = 0;
         let mut counted = |_: &str, _: &str| {
             calls += 1;
-            None
+            Scrubbed {
+                cleaned: None,
+                fully_judged: true,
+            }
         };
         assert_eq!(scrub_headers_once(&mut conn, &mut counted).unwrap(), 0);
         assert_eq!(calls, 0, "a store already scrubbed is not read again");

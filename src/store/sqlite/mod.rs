@@ -30,6 +30,42 @@ pub use migrations::MIGRATIONS;
 /// # Errors
 /// Another process holds the store, or it cannot be opened.
 pub async fn open_stores(path: &Path) -> anyhow::Result<Stores> {
+    let lock = wait_for_lock(path).await?;
+    let path = path.to_path_buf();
+    // Opening migrates and may read a large file: off the async threads.
+    tokio::task::spawn_blocking(move || {
+        warn_if_readable_by_others(&path);
+        let one = || Sqlite::open(&path).map(Arc::new);
+        Ok(Stores {
+            ingest: Box::new(Sqlite::open(&path)?),
+            queue: one()?,
+            inspect: one()?,
+            monitor: one()?,
+            ledger: one()?,
+            lock: Box::new(lock),
+        })
+    })
+    .await
+    .context("store task failed")?
+}
+
+/// A store made by an earlier version keeps the mode its operator gave it; it now also holds the
+/// vendor access token, so say so when others can read it.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            store = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the store is readable by others: it holds payloads and the vendor access token (chmod 600 it)"
+        );
+    }
+}
+
+/// Takes the store's lock, waiting a little for a process (or an application of this one) that
+/// is stopping.
+async fn wait_for_lock(path: &Path) -> anyhow::Result<StoreLock> {
     // Wait a little for a process (or an application of this one) that is stopping.
     let mut lock = None;
     for _ in 0..300 {
@@ -39,26 +75,19 @@ pub async fn open_stores(path: &Path) -> anyhow::Result<Stores> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let lock = lock.with_context(|| {
+    lock.with_context(|| {
         format!(
             "another fxhook process serves the store {} (it holds its .lock file)",
             path.display()
         )
-    })?;
-    let one = || Sqlite::open(path).map(Arc::new);
-    Ok(Stores {
-        ingest: Box::new(Sqlite::open(path)?),
-        queue: one()?,
-        inspect: one()?,
-        monitor: one()?,
-        ledger: one()?,
-        lock: Box::new(lock),
     })
 }
 
 /// One connection to the store file, usable from any thread.
 pub struct Sqlite {
     conn: Mutex<Connection>,
+    /// The file (the integrity check reads it on a connection of its own).
+    path: std::path::PathBuf,
 }
 
 impl Sqlite {
@@ -69,7 +98,13 @@ impl Sqlite {
     pub fn open(path: &Path) -> anyhow::Result<Sqlite> {
         Ok(Sqlite {
             conn: Mutex::new(open(path)?),
+            path: path.to_path_buf(),
         })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The connection, for one call.

@@ -20,14 +20,18 @@ impl Sqlite {
 /// limits) with a running gateway.
 impl VendorLedger for Sqlite {
     fn record_call(&self, kind: CallKind, at: SystemTime) -> anyhow::Result<()> {
-        let old = unix_ms(at) - KEEP_CALLS.as_millis() as i64;
-        self.with(|c| {
-            c.prepare_cached("DELETE FROM vendor_calls WHERE kind = ?1 AND at < ?2")?
-                .execute(params![kind.as_str(), old])?;
-            c.prepare_cached("INSERT INTO vendor_calls (kind, at) VALUES (?1, ?2)")?
-                .execute(params![kind.as_str(), unix_ms(at)])?;
-            Ok(())
-        })
+        let mut conn = self.conn()?;
+        // One transaction, and the time taken once the write lock is held: a call waits for
+        // this write, so it cannot start before the time written (a busy store may make the
+        // wait long).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let at = unix_ms(at.max(SystemTime::now()));
+        tx.prepare_cached("DELETE FROM vendor_calls WHERE kind = ?1 AND at < ?2")?
+            .execute(params![kind.as_str(), at - KEEP_CALLS.as_millis() as i64])?;
+        tx.prepare_cached("INSERT INTO vendor_calls (kind, at) VALUES (?1, ?2)")?
+            .execute(params![kind.as_str(), at])?;
+        tx.commit().context("vendor ledger")?;
+        Ok(())
     }
 
     fn calls_since(&self, kind: CallKind, since: SystemTime) -> anyhow::Result<Vec<SystemTime>> {
@@ -132,7 +136,8 @@ mod tests {
     #[test]
     fn calls_are_kept_by_kind_and_read_back_from_a_moment_on() {
         let (_dir, ledger) = ledger();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        // In the future: a call is never written earlier than the moment it is written.
+        let t0 = from_unix_ms(unix_ms(SystemTime::now() + Duration::from_secs(3600)));
         for s in 0..5 {
             ledger
                 .record_call(CallKind::Send, t0 + Duration::from_secs(s))

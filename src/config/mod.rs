@@ -2,14 +2,21 @@
 //! embedded defaults of `product.md`. Everything is checked here, at start-up, so that a bad value
 //! stops the process with a message naming its key instead of failing at the first request.
 
+mod fxiaoke;
+mod server;
+mod store;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use secrecy::SecretString;
 use serde::Deserialize;
+
+pub use fxiaoke::{Credentials, DeliveryMode, FxiaokeSettings};
+pub use server::{ConnectionBudget, IpRange, ServerSettings, parse_ip_range};
+pub use store::{StoreKind, StoreSettings, redact_url};
 
 /// Bearer tokens shorter than this are warned about at start-up.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -69,117 +76,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// `server.*`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerSettings {
-    /// Address and port to listen on.
-    #[serde(deserialize_with = "socket_addr")]
-    pub listen: SocketAddr,
-    /// Largest accepted request body, in bytes; larger ones get 413 before they are buffered.
-    pub max_body_bytes: usize,
-    /// Reverse proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
-    #[serde(deserialize_with = "ip_ranges")]
-    pub trusted_proxies: Vec<IpRange>,
-    /// HTTP worker threads; 0 means one per core.
-    pub workers: usize,
-    /// Serve every route under this prefix (e.g. `/fxhook` behind a shared host); empty: none.
-    pub path_prefix: String,
-    /// Deadline for a request body once its headers are in: a client that stalls mid-body gets
-    /// `408` and its connection is closed, so stalled uploads cannot pile up.
-    #[serde(with = "humantime_serde")]
-    pub body_timeout: Duration,
-    /// Most open client connections (all workers together); unset: sized to the process's
-    /// open-file limit (see [`ServerSettings::connection_budget`]).
-    pub max_connections: Option<usize>,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_body_bytes: 1024 * 1024,
-            trusted_proxies: Vec::new(),
-            workers: 0,
-            path_prefix: String::new(),
-            body_timeout: Duration::from_secs(10),
-            max_connections: None,
-        }
-    }
-}
-
-/// File descriptors kept out of the connection budget: the store and its WAL, the listener, the
-/// mappings watcher, the vendor client's connections, logs.
-const RESERVED_FILES: usize = 64;
-
-/// How many connections the server may hold open, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionBudget {
-    /// Connections per HTTP worker (actix's limit is per worker).
-    pub per_worker: usize,
-    /// `per_worker` × workers.
-    pub total: usize,
-    /// Set when `server.max_connections` asked for more than the file limit allows.
-    pub clamped_from: Option<usize>,
-}
-
-impl ServerSettings {
-    /// The connection bound for `workers` HTTP workers under an open-file limit of
-    /// `file_limit`: `server.max_connections` when it fits, else what the limit leaves after
-    /// `RESERVED_FILES` (64). Never less than one connection a worker.
-    pub fn connection_budget(&self, workers: usize, file_limit: u64) -> ConnectionBudget {
-        let workers = workers.max(1);
-        let fits = usize::try_from(file_limit)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(RESERVED_FILES)
-            .max(workers);
-        let (wanted, clamped_from) = match self.max_connections {
-            Some(n) if n > fits => (fits, Some(n)),
-            Some(n) => (n.max(workers), None),
-            None => (fits, None),
-        };
-        let per_worker = wanted / workers;
-        ConnectionBudget {
-            per_worker,
-            total: per_worker * workers,
-            clamped_from,
-        }
-    }
-}
-
-/// `store.*`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSettings {
-    /// The SQLite database file; its directory is created when missing.
-    pub path: PathBuf,
-    /// How long a delivery id is remembered: a second request with it inside the window is a duplicate.
-    #[serde(with = "humantime_serde")]
-    pub dedup_window: Duration,
-    /// Most events committed in one transaction (group commit).
-    pub commit_batch: usize,
-    /// Accepted events waiting for their commit before new requests get 503 + Retry-After.
-    pub pending_limit: usize,
-    /// Queued messages beyond which new webhooks get 503 + Retry-After (the vendor is not
-    /// keeping up and the backlog would only grow).
-    pub max_queued: u64,
-    /// Store file size in bytes beyond which new webhooks get 503 + Retry-After.
-    pub max_bytes: u64,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("data/fxhook.db"),
-            dedup_window: Duration::from_secs(24 * 3600),
-            commit_batch: 64,
-            pending_limit: 10_000,
-            max_queued: 1_000_000,
-            max_bytes: 10 * 1024 * 1024 * 1024,
-        }
-    }
-}
-
 /// `mappings.*`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -199,111 +95,6 @@ impl Default for MappingSettings {
             dir: PathBuf::from("mappings"),
             watch: true,
             timezone: chrono_tz::Asia::Shanghai,
-        }
-    }
-}
-
-/// `fxiaoke.*`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FxiaokeSettings {
-    /// API host: `https://open.fxiaoke.com` or a dedicated cloud's host.
-    pub base_url: String,
-    /// The self-built app's id.
-    pub app_id: Option<String>,
-    /// The self-built app's secret.
-    pub app_secret: Option<SecretString>,
-    /// The enterprise's permanent code.
-    pub permanent_code: Option<SecretString>,
-    /// The acting employee id sent as `x-fs-userid`.
-    pub user_id: Option<String>,
-    /// Log and mark delivered instead of sending.
-    pub dry_run: bool,
-}
-
-impl Default for FxiaokeSettings {
-    fn default() -> Self {
-        Self {
-            base_url: "https://open.fxiaoke.com".into(),
-            app_id: None,
-            app_secret: None,
-            permanent_code: None,
-            user_id: None,
-            dry_run: false,
-        }
-    }
-}
-
-/// The app credentials of a live send, all four present.
-pub struct Credentials {
-    /// The self-built app's id.
-    pub app_id: String,
-    /// The app's secret.
-    pub app_secret: SecretString,
-    /// The enterprise's permanent code.
-    pub permanent_code: SecretString,
-    /// The acting employee id (`x-fs-userid`).
-    pub user_id: String,
-}
-
-/// How messages leave, as the `fxiaoke` section decides it.
-pub enum DeliveryMode {
-    /// Logged and marked delivered: `dry_run: true`, or no credential at all.
-    DryRun,
-    /// Sent with these credentials.
-    Live(Credentials),
-}
-
-impl FxiaokeSettings {
-    /// The delivery mode: dry run when asked for or when no credential is set; live with all
-    /// four; an error naming the missing keys when some but not all are set (a typo must not
-    /// turn into a dry run that sends nothing).
-    ///
-    /// # Errors
-    /// Some credentials but not all.
-    pub fn mode(&self) -> Result<DeliveryMode, String> {
-        use secrecy::ExposeSecret;
-        let text = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        let secret = |v: &Option<SecretString>| {
-            v.as_ref()
-                .map(|s| s.expose_secret().trim().to_string())
-                .filter(|s| !s.is_empty())
-                .map(SecretString::from)
-        };
-        let (app_id, app_secret) = (text(&self.app_id), secret(&self.app_secret));
-        let (permanent_code, user_id) = (secret(&self.permanent_code), text(&self.user_id));
-        if self.dry_run {
-            return Ok(DeliveryMode::DryRun);
-        }
-        let missing: Vec<&str> = [
-            ("app_id", app_id.is_none()),
-            ("app_secret", app_secret.is_none()),
-            ("permanent_code", permanent_code.is_none()),
-            ("user_id", user_id.is_none()),
-        ]
-        .iter()
-        .filter(|(_, missing)| *missing)
-        .map(|(k, _)| *k)
-        .collect();
-        match (app_id, app_secret, permanent_code, user_id) {
-            (Some(app_id), Some(app_secret), Some(permanent_code), Some(user_id)) => {
-                Ok(DeliveryMode::Live(Credentials {
-                    app_id,
-                    app_secret,
-                    permanent_code,
-                    user_id,
-                }))
-            }
-            _ if missing.len() == 4 => Ok(DeliveryMode::DryRun),
-            _ => Err(format!(
-                "fxiaoke.{} missing (set all four credentials, or none for dry run, or fxiaoke.dry_run: true)",
-                missing.join(", fxiaoke.")
-            )),
         }
     }
 }
@@ -407,30 +198,8 @@ impl ListOrText {
     }
 }
 
-fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(ListOrText::deserialize(d)?.into_vec())
-}
-
-/// `IP:PORT`.
-fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    let text = String::deserialize(d)?;
-    text.trim().parse().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not an IP:PORT address such as 127.0.0.1:8080"
-        ))
-    })
-}
-
-/// Addresses or CIDR ranges, as a list or one comma-separated string.
-fn ip_ranges<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpRange>, D::Error> {
-    string_list(d)?
-        .iter()
-        .map(|p| {
-            parse_ip_range(p).map_err(|_| {
-                serde::de::Error::custom(format!("{p:?} is not an IP address or CIDR range"))
-            })
-        })
-        .collect()
 }
 
 /// An IANA zone name.
@@ -520,6 +289,12 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             bail!("invalid configuration: server.max_body_bytes must be greater than 0");
         }
+        if let Err(e) = self.store.kind() {
+            bail!("invalid configuration: {e}");
+        }
+        if self.store.pool_size == 0 {
+            bail!("invalid configuration: store.pool_size must be at least 1");
+        }
         if self.store.commit_batch == 0 {
             bail!("invalid configuration: store.commit_batch must be greater than 0");
         }
@@ -582,61 +357,6 @@ impl Settings {
     }
 }
 
-/// An IP address or a CIDR range, as written in `server.trusted_proxies`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpRange {
-    network: std::net::IpAddr,
-    prefix: u8,
-}
-
-impl IpRange {
-    /// True when `ip` is inside the range.
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr::{V4, V6};
-        let ip = match ip {
-            V6(v6) => v6.to_ipv4_mapped().map(V4).unwrap_or(V6(v6)),
-            v4 => v4,
-        };
-        match (self.network, ip) {
-            (V4(net), V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (V6(net), V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Parses `10.0.0.1` or `10.0.0.0/8` or `::1`.
-///
-/// # Errors
-/// When the text is neither.
-pub fn parse_ip_range(text: &str) -> anyhow::Result<IpRange> {
-    let (addr, prefix) = match text.trim().split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (text.trim(), None),
-    };
-    let network: std::net::IpAddr = addr.parse().context("not an IP address")?;
-    let max = if network.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        Some(p) => p
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= max)
-            .context("bad prefix length")?,
-        None => max,
-    };
-    Ok(IpRange { network, prefix })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,7 +377,7 @@ mod tests {
         let mut s = ServerSettings::default();
         // Unset: what the file limit leaves, split over the workers.
         let b = s.connection_budget(2, 1024);
-        assert_eq!((b.per_worker, b.total, b.clamped_from), (480, 960, None));
+        assert_eq!((b.per_worker, b.total, b.clamped_from), (476, 952, None));
         // Asked for less: exactly that, rounded down to a multiple of the workers.
         s.max_connections = Some(101);
         let b = s.connection_budget(2, 1024);
@@ -667,7 +387,7 @@ mod tests {
         let b = s.connection_budget(4, 1024);
         assert_eq!(
             (b.per_worker, b.total, b.clamped_from),
-            (240, 960, Some(50_000))
+            (236, 944, Some(50_000))
         );
         // A tiny limit still leaves each worker one connection.
         let b = s.connection_budget(4, 10);
@@ -689,6 +409,27 @@ mod tests {
         let warnings = settings.warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].starts_with("metrics.token"));
+    }
+
+    #[test]
+    fn a_store_url_selects_postgres_and_is_logged_without_its_password() {
+        let mut s = StoreSettings::default();
+        assert!(matches!(s.kind(), Ok(StoreKind::Sqlite(p)) if p == Path::new("data/fxhook.db")));
+        s.url = Some("postgres://fx:s3cret@db.example:5432/fx?sslmode=require".into());
+        assert!(matches!(s.kind(), Ok(StoreKind::Postgres(_))));
+        assert_eq!(
+            s.describe(),
+            "postgres://fx:***@db.example:5432/fx?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://db/fx?user=a&password=pw"),
+            "postgres://db/fx?user=a&password=***"
+        );
+        s.path = Some("x.db".into());
+        assert!(s.kind().unwrap_err().contains("store.path and store.url"));
+        s.path = None;
+        s.url = Some("mysql://x".into());
+        assert!(s.kind().is_err());
     }
 
     #[test]

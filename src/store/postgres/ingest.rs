@@ -1,0 +1,181 @@
+//! The ingest writer on Postgres: a batch of events in one transaction, each in its own
+//! savepoint. The delivery id is claimed with `INSERT … ON CONFLICT DO NOTHING RETURNING`:
+//! a plain unique violation would abort the batch's transaction, and two processes inserting
+//! one id at once wait on the key, so the second sees the first's row and answers duplicate.
+
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::Transaction;
+
+use super::Postgres;
+use crate::store::{
+    Committed, EventOutcome, EventState, Ingest, MessageState, NewEvent, NewMessage, unix_ms,
+};
+
+impl Ingest for Postgres {
+    fn commit(
+        &mut self,
+        events: &[&NewEvent],
+        dedup_window: Duration,
+    ) -> anyhow::Result<Vec<Result<Committed, String>>> {
+        self.run(async {
+            let mut client = self.client().await?;
+            let mut tx = client.transaction().await?;
+            let mut results = Vec::with_capacity(events.len());
+            for event in events {
+                let sp = tx.savepoint("event").await?;
+                match insert(&sp, event, dedup_window).await {
+                    Ok(done) => {
+                        sp.commit().await?;
+                        results.push(Ok(done));
+                    }
+                    Err(e) => {
+                        sp.rollback().await?;
+                        tracing::error!(event_id = %event.id, error = format!("{e:#}"), "event not stored");
+                        results.push(Err(format!("{e:#}")));
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(results)
+        })
+    }
+
+    fn heartbeat(&mut self, now: SystemTime) -> anyhow::Result<()> {
+        self.run(async {
+            // About the size of an event, so that it fails when an event would.
+            self.client()
+                .await?
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('heartbeat', $1 || ':' || repeat('x', 16384))
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[&unix_ms(now).to_string()],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn forget_delivery_ids(&mut self, before: SystemTime) -> anyhow::Result<usize> {
+        self.run(async {
+            let n = self
+                .client()
+                .await?
+                .execute("DELETE FROM dedup WHERE seen_at < $1", &[&unix_ms(before)])
+                .await?;
+            Ok(n as usize)
+        })
+    }
+
+    fn scrub_stored_headers(
+        &mut self,
+        _clean: &mut dyn FnMut(&str, &str) -> crate::store::Scrubbed,
+    ) -> anyhow::Result<usize> {
+        // Every Postgres store was written by a version that stores no credentials (and `fxhook
+        // store copy` scrubs the SQLite store it copies first).
+        Ok(0)
+    }
+}
+
+async fn insert(
+    tx: &Transaction<'_>,
+    ev: &NewEvent,
+    window: Duration,
+) -> anyhow::Result<Committed> {
+    let received = unix_ms(ev.received_at);
+    if let Some(delivery_id) = &ev.delivery_id {
+        let claimed = tx
+            .query_opt(
+                "INSERT INTO dedup (source, delivery_id, event_id, seen_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (source, delivery_id) DO NOTHING RETURNING event_id",
+                &[&ev.source, delivery_id, &ev.id, &received],
+            )
+            .await?;
+        if claimed.is_none() {
+            let (first, seen_at): (String, i64) = tx
+                .query_one(
+                    "SELECT event_id, seen_at FROM dedup WHERE source = $1 AND delivery_id = $2",
+                    &[&ev.source, delivery_id],
+                )
+                .await
+                .map(|r| (r.get(0), r.get(1)))?;
+            if received - seen_at < window.as_millis() as i64 {
+                return Ok(Committed::Duplicate(first));
+            }
+            // Seen before the window: this delivery is new again.
+            tx.execute(
+                "UPDATE dedup SET event_id = $3, seen_at = $4 WHERE source = $1 AND delivery_id = $2",
+                &[&ev.source, delivery_id, &ev.id, &received],
+            )
+            .await?;
+        }
+    }
+    let (state, rule, error, messages) = match &ev.outcome {
+        EventOutcome::Mapped { rule, messages } => {
+            (EventState::Mapped, Some(rule.as_str()), None, &messages[..])
+        }
+        EventOutcome::Failed { rule, reason } => (
+            EventState::Failed,
+            rule.as_deref(),
+            Some(reason.as_str()),
+            &[][..],
+        ),
+    };
+    tx.execute(
+        "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload, state, rule, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &ev.id,
+            &ev.source,
+            &ev.event_type,
+            &ev.delivery_id,
+            &received,
+            &ev.headers,
+            &&ev.payload[..],
+            &state.as_str(),
+            &rule,
+            &error,
+        ],
+    )
+    .await?;
+    insert_messages(tx, &ev.id, 0, messages, received).await?;
+    Ok(Committed::Accepted(ev.id.clone()))
+}
+
+/// Inserts an event's messages, numbered from `first_seq`: queued, or failed with their reason.
+///
+/// # Errors
+/// A database error.
+pub async fn insert_messages(
+    tx: &Transaction<'_>,
+    event_id: &str,
+    first_seq: i64,
+    messages: &[NewMessage],
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $5, $5)",
+        )
+        .await?;
+    for (i, m) in messages.iter().enumerate() {
+        let state = match m.failed {
+            Some(_) => MessageState::Failed,
+            None => MessageState::Queued,
+        };
+        tx.execute(
+            &stmt,
+            &[
+                &event_id,
+                &(first_seq + i as i64),
+                &m.body,
+                &state.as_str(),
+                &now_ms,
+                &m.failed,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}

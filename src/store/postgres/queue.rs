@@ -1,0 +1,208 @@
+//! The delivery worker's queries on Postgres. A claim takes its row with `FOR UPDATE SKIP
+//! LOCKED`, so that several claimers never take one message.
+
+use std::time::{Duration, SystemTime};
+
+use tokio_postgres::Row;
+
+use super::Postgres;
+use crate::store::{
+    AttemptOutcome, AttemptRecord, Claimed, MessageState, Queue, Transition, unix_ms,
+};
+
+fn claimed(r: &Row) -> Claimed {
+    Claimed {
+        id: r.get(0),
+        event_id: r.get(1),
+        body: r.get(2),
+        attempts: r.get(3),
+        created_at: r.get(4),
+    }
+}
+
+const DUE: &str = "SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $1
+                   ORDER BY next_attempt_at, id";
+
+impl Queue for Postgres {
+    fn requeue_in_flight(&self, now: SystemTime) -> anyhow::Result<usize> {
+        self.run(async {
+            let n = self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE messages SET state = 'queued', updated_at = $1 WHERE state = 'in-flight'",
+                    &[&unix_ms(now)],
+                )
+                .await?;
+            Ok(n as usize)
+        })
+    }
+
+    fn requeue_stale(&self, cutoff: SystemTime) -> anyhow::Result<usize> {
+        self.run(async {
+            let n = self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE messages SET state = 'queued', updated_at = $2
+                     WHERE state = 'in-flight' AND updated_at < $1",
+                    &[&unix_ms(cutoff), &unix_ms(SystemTime::now())],
+                )
+                .await?;
+            Ok(n as usize)
+        })
+    }
+
+    fn claim_next(&self, now: SystemTime) -> anyhow::Result<Option<Claimed>> {
+        self.run(async {
+            let sql = format!(
+                "UPDATE messages SET state = 'in-flight', updated_at = $1
+                 WHERE id = ({DUE} LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, event_id, body, attempts, created_at"
+            );
+            let row = self
+                .client()
+                .await?
+                .query_opt(&sql, &[&unix_ms(now)])
+                .await?;
+            Ok(row.as_ref().map(claimed))
+        })
+    }
+
+    fn release_claim(&self, id: i64) -> anyhow::Result<()> {
+        self.run(async {
+            self.client()
+                .await?
+                .execute(
+                    "UPDATE messages SET state = 'queued', updated_at = $2
+                     WHERE id = $1 AND state = 'in-flight'",
+                    &[&id, &unix_ms(SystemTime::now())],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn finish_attempt(
+        &self,
+        id: i64,
+        started: SystemTime,
+        records: &[AttemptRecord],
+        to: &Transition,
+    ) -> anyhow::Result<()> {
+        self.run(async {
+            let now = unix_ms(SystemTime::now());
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO attempts (message_id, started_at, finished_at, outcome, http_status,
+                                           error_code, error_message, trace_id, third_trace_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .await?;
+            for r in records {
+                tx.execute(
+                    &insert,
+                    &[
+                        &id,
+                        &unix_ms(started),
+                        &now,
+                        &r.outcome.as_str(),
+                        &r.http_status.map(i32::from),
+                        &r.error_code,
+                        &r.error_message,
+                        &r.trace_id,
+                        &r.third_trace_id,
+                    ],
+                )
+                .await?;
+            }
+            tx.execute(
+                "UPDATE messages SET state = $2, attempts = attempts + $6, updated_at = $3,
+                        next_attempt_at = COALESCE($4, next_attempt_at), last_error = $5
+                 WHERE id = $1",
+                &[
+                    &id,
+                    &to.state.as_str(),
+                    &now,
+                    &to.next_attempt_at.map(unix_ms),
+                    &to.last_error,
+                    &i64::from(to.counts),
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn deliver_dry_run(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        log: &mut dyn FnMut(&Claimed),
+    ) -> anyhow::Result<usize> {
+        let now = unix_ms(now);
+        let due: Vec<Claimed> = self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let sql = format!(
+                "UPDATE messages SET state = 'delivered', attempts = attempts + 1, updated_at = $1,
+                                     last_error = NULL
+                 WHERE id IN ({DUE} LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, event_id, body, attempts - 1, created_at"
+            );
+            let rows = tx.query(&sql, &[&now, &(limit as i64)]).await?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            tx.execute(
+                "INSERT INTO attempts (message_id, started_at, finished_at, outcome)
+                 SELECT unnest($1::BIGINT[]), $2, $2, $3",
+                &[&ids, &now, &AttemptOutcome::DryRun.as_str()],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(rows.iter().map(claimed).collect())
+        })?;
+        due.iter().for_each(log);
+        Ok(due.len())
+    }
+
+    fn prune(
+        &self,
+        now: SystemTime,
+        keep_delivered: Duration,
+        keep_dead: Duration,
+    ) -> anyhow::Result<usize> {
+        let now = unix_ms(now);
+        let delivered_cutoff = now - keep_delivered.as_millis() as i64;
+        let dead_cutoff = now - keep_dead.as_millis() as i64;
+        let pending = [MessageState::Queued, MessageState::InFlight].map(MessageState::as_str);
+        self.run(async {
+            let client = self.client().await?;
+            let mut total = 0;
+            // In batches of 500, each its own short transaction.
+            loop {
+                let n = client
+                    .execute(
+                        "DELETE FROM events WHERE id IN (
+                            SELECT id FROM events
+                            WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                                              AND m.state = ANY($3))
+                              AND ((received_at < $1 AND state = 'mapped'
+                                    AND NOT EXISTS (SELECT 1 FROM messages m
+                                                    WHERE m.event_id = events.id
+                                                    AND m.state IN ('dead', 'failed')))
+                                   OR received_at < $2)
+                            LIMIT 500)",
+                        &[&delivered_cutoff, &dead_cutoff, &&pending[..]],
+                    )
+                    .await? as usize;
+                total += n;
+                if n < 500 {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+}

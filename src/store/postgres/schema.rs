@@ -1,0 +1,141 @@
+//! The Postgres schema, as an ordered list of forward migrations, applied at start-up in one
+//! transaction under an advisory lock: two processes starting together never race, and a store
+//! written by a newer version is refused. Never edit a released migration: append a new one.
+//!
+//! The tables mirror the SQLite store's (times as unix milliseconds in `BIGINT`), so that both
+//! backends answer the admin API alike and `fxhook store copy` moves rows as they are.
+
+use anyhow::Context;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: everything the SQLite store has after its second migration.
+    r#"
+    CREATE TABLE events (
+        id           TEXT PRIMARY KEY,
+        source       TEXT NOT NULL,
+        event_type   TEXT,
+        delivery_id  TEXT,
+        received_at  BIGINT NOT NULL,
+        headers      TEXT NOT NULL,
+        payload      BYTEA NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('mapped', 'failed')),
+        rule         TEXT,
+        error        TEXT
+    );
+    CREATE INDEX events_by_time ON events (received_at);
+    CREATE INDEX events_by_state ON events (state, received_at);
+
+    CREATE TABLE messages (
+        id               BIGSERIAL PRIMARY KEY,
+        event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        seq              BIGINT NOT NULL,
+        body             TEXT NOT NULL,
+        state            TEXT NOT NULL
+                         CHECK (state IN ('queued', 'in-flight', 'delivered', 'failed', 'dead')),
+        attempts         BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at  BIGINT NOT NULL,
+        last_error       TEXT,
+        created_at       BIGINT NOT NULL,
+        updated_at       BIGINT NOT NULL,
+        UNIQUE (event_id, seq)
+    );
+    CREATE INDEX messages_due ON messages (state, next_attempt_at);
+    CREATE INDEX messages_by_event ON messages (event_id);
+
+    CREATE TABLE attempts (
+        id              BIGSERIAL PRIMARY KEY,
+        message_id      BIGINT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        started_at      BIGINT NOT NULL,
+        finished_at     BIGINT NOT NULL,
+        outcome         TEXT NOT NULL,
+        http_status     INTEGER,
+        error_code      BIGINT,
+        error_message   TEXT,
+        trace_id        TEXT,
+        third_trace_id  TEXT
+    );
+    CREATE INDEX attempts_by_message ON attempts (message_id);
+
+    CREATE TABLE dedup (
+        source       TEXT NOT NULL,
+        delivery_id  TEXT NOT NULL,
+        event_id     TEXT NOT NULL,
+        seen_at      BIGINT NOT NULL,
+        PRIMARY KEY (source, delivery_id)
+    );
+    CREATE INDEX dedup_by_time ON dedup (seen_at);
+
+    CREATE TABLE vendor_calls (
+        kind  TEXT NOT NULL CHECK (kind IN ('send', 'token')),
+        at    BIGINT NOT NULL
+    );
+    CREATE INDEX vendor_calls_by_kind ON vendor_calls (kind, at);
+
+    CREATE TABLE vendor_token (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        owner       TEXT NOT NULL,
+        access      TEXT NOT NULL,
+        ea          TEXT NOT NULL,
+        fetched_at  BIGINT NOT NULL,
+        lifetime_s  BIGINT NOT NULL
+    );
+
+    CREATE TABLE vendor_pause (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        until   BIGINT NOT NULL,
+        reason  TEXT NOT NULL
+    );
+
+    CREATE TABLE meta (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub fn schema_version() -> i32 {
+    MIGRATIONS.len() as i32
+}
+
+/// The advisory-lock key of migrations (any fixed number; fxhook's own).
+const MIGRATION_LOCK: i64 = 0x6678_686f_6f6b_0001;
+
+/// Brings the schema forward, under an advisory lock held for the transaction.
+///
+/// # Errors
+/// A store from a newer build, or a failed migration.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS fxhook_schema (version INTEGER NOT NULL)")
+        .await?;
+    let current: i32 = tx
+        .query_opt("SELECT version FROM fxhook_schema", &[])
+        .await?
+        .map_or(0, |r| r.get(0));
+    let target = schema_version();
+    anyhow::ensure!(
+        current <= target,
+        "the store has schema version {current}, newer than this build's {target}: upgrade fxhook"
+    );
+    if current == target {
+        return Ok(());
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("migration {} failed", i + 1))?;
+    }
+    tx.execute("DELETE FROM fxhook_schema", &[]).await?;
+    tx.execute(
+        "INSERT INTO fxhook_schema (version) VALUES ($1)",
+        &[&target],
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(from = current, to = target, "store migrated");
+    Ok(())
+}
