@@ -52,6 +52,12 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Store tools: `fxhook store copy --from FILE --to URL`.
+    Store {
+        /// What to do with the store.
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
     /// Map and route one payload offline (no signature check, no send) and print the messages.
     Render {
         /// Source name (the mapping file's name without .yaml).
@@ -69,6 +75,24 @@ pub enum Command {
     },
 }
 
+/// The `store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a stopped SQLite store (events, messages, attempts, delivery ids, the vendor
+    /// ledger) into an empty Postgres store, checking the counts: the way up from SQLite.
+    Copy {
+        /// The SQLite store file (its gateway stopped).
+        #[arg(long)]
+        from: PathBuf,
+        /// The Postgres URL (`postgres://…`), an empty database.
+        #[arg(long)]
+        to: String,
+        /// Configuration file (for the mappings: stored headers are scrubbed with them first).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
@@ -76,6 +100,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check { config } => check(config.as_deref()),
         Command::Healthcheck { config } => healthcheck(config.as_deref()),
         Command::SendTest { to, config } => send_test(&to, config.as_deref()),
+        Command::Store {
+            action: StoreCommand::Copy { from, to, config },
+        } => store_copy(&from, &to, config.as_deref()),
         Command::Render {
             source,
             payload,
@@ -257,6 +284,66 @@ fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
     match run() {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        Err(e) => fail(&e),
+    }
+}
+
+/// `fxhook store copy`: the SQLite store, locked and scrubbed, into an empty Postgres store.
+fn store_copy(from: &Path, to: &str, config: Option<&Path>) -> ExitCode {
+    let run = || -> anyhow::Result<()> {
+        let settings = Settings::load(config)?;
+        anyhow::ensure!(
+            from.is_file(),
+            "{} is not a store file (--from)",
+            from.display()
+        );
+        let url = secrecy::SecretString::from(to.to_string());
+        let _held = crate::store::sqlite::try_lock(from)?.with_context(|| {
+            format!(
+                "a gateway serves {}: stop it before copying its store",
+                from.display()
+            )
+        })?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let groups = Groups::new(&settings.groups).map_err(anyhow::Error::msg)?;
+            let catalog = std::sync::Arc::new(crate::reload::Catalog::open(
+                settings.mappings.dir.clone(),
+                std::sync::Arc::new(groups),
+                LoadOptions::from_settings(&settings, Severity::Warning),
+            )?);
+            let path = from.to_path_buf();
+            let sqlite = tokio::task::spawn_blocking(move || crate::store::sqlite::Sqlite::open(&path))
+                .await??;
+            let sqlite = crate::startup::scrub_stored_headers(Box::new(sqlite), catalog).await?;
+            let (target, _lock) = crate::store::postgres::open_locked(&url, &settings.store).await?;
+            eprintln!(
+                "copying {} into {}",
+                from.display(),
+                crate::config::redact_url(to)
+            );
+            drop(sqlite);
+            let path = from.to_path_buf();
+            let report = tokio::task::spawn_blocking(move || {
+                let source = crate::store::sqlite::Sqlite::open(&path)?;
+                crate::store::copy::sqlite_to_postgres(&source, &target)
+            })
+            .await??;
+            for (table, rows) in &report.tables {
+                println!("{table:>13}  {rows} rows");
+            }
+            println!(
+                "copied and counted in {:.1} s: set store.url to the Postgres URL (and remove store.path) to serve from it",
+                report.seconds
+            );
+            Ok(())
+        })
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
 }

@@ -296,7 +296,10 @@ fn connection_budget(settings: &Settings, workers: usize) -> ConnectionBudget {
 
 /// Removes credentials from the headers stored by earlier versions (once per store), off the
 /// async threads; gives the writer's handle back.
-async fn scrub_stored_headers(
+///
+/// # Errors
+/// A store error.
+pub async fn scrub_stored_headers(
     mut ingest: Box<dyn store::Ingest>,
     catalog: Arc<Catalog>,
 ) -> anyhow::Result<Box<dyn store::Ingest>> {

@@ -11,6 +11,7 @@
 //! The traits are synchronous: a backend does blocking I/O and its callers run it off the async
 //! threads (`spawn_blocking`), as the writer thread does by design.
 
+pub mod copy;
 pub mod health;
 pub mod postgres;
 pub mod sqlite;

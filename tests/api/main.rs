@@ -1,5 +1,6 @@
 //! The integration tests: each test spawns its own gateway on port 0 with its own store and
-//! mappings directory, and talks to it over real HTTP.
+//! mappings directory, and talks to it over real HTTP. Tests of the Postgres store each create
+//! a database of their own on the server at `FXHOOK_TEST_DATABASE_URL` (see `pg`).
 
 mod admin;
 mod binary;
@@ -20,6 +21,9 @@ mod helpers;
 mod live;
 mod log_injection;
 mod mapping;
+mod pg;
+mod postgres_gateway;
+mod postgres_tls;
 mod presets;
 mod process;
 mod proxy;
@@ -29,4 +33,6 @@ mod restarts;
 mod secrets_in_logs;
 mod signatures;
 mod store;
+mod store_contract;
+mod store_copy;
 mod tokens;

@@ -11,7 +11,7 @@
 //!   complete in the kernel's backlog and requests never get an answer, so a gateway pointed
 //!   there takes messages in flight and holds them, sending nothing. Prints `base_url=…`.
 
-#[path = "../../../tests/api/fake_fxiaoke.rs"]
+#[path = "../../../tests/api/fake_fxiaoke/mod.rs"]
 #[allow(dead_code)]
 mod fake;
 
@@ -41,7 +41,8 @@ fn main() {
 
 fn serve(app_id: &str, app_secret: &str, permanent_code: &str) {
     let started = Instant::now();
-    let fake = fake::FakeFxiaoke::start(app_id, app_secret, permanent_code);
+    // The gateways of bench/run act as employee 1000 (FXHOOK__FXIAOKE__USER_ID).
+    let fake = fake::FakeFxiaoke::start(app_id, app_secret, permanent_code, "1000");
     let stats = TcpListener::bind("127.0.0.1:0").expect("bind the stats port");
     let stats_port = stats.local_addr().expect("stats address").port();
     println!("base_url={}", fake.base_url());

@@ -55,13 +55,16 @@ pub struct Postgres {
 impl Postgres {
     /// Runs `work` to completion on the store's runtime. Must not be called on an async thread
     /// (the store's callers run it on the writer thread or with `spawn_blocking`).
-    fn run<T>(&self, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    pub(crate) fn run<T>(
+        &self,
+        work: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
         let _keep = &self.rt;
         self.handle.block_on(work)
     }
 
     /// A pooled connection.
-    async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
+    pub(crate) async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
         self.pool
             .get()
             .await
@@ -84,11 +87,7 @@ struct ServeLock {
 /// The URL does not parse, the database cannot be reached, another process serves it, or its
 /// schema is from a newer build.
 pub async fn open_stores(url: &SecretString, settings: &StoreSettings) -> anyhow::Result<Stores> {
-    let store = open_unlocked(url, settings).await?;
-    let (s, u, timeout) = (store.clone(), url.clone(), settings.connect_timeout);
-    let lock = tokio::task::spawn_blocking(move || s.run(take_serve_lock(&s, &u, timeout)))
-        .await
-        .context("store task failed")??;
+    let (store, lock) = open_locked(url, settings).await?;
     tracing::info!(store = %redact_url(url.expose_secret()), "Postgres store open");
     let one = || Arc::new(store.clone());
     Ok(Stores {
@@ -97,8 +96,25 @@ pub async fn open_stores(url: &SecretString, settings: &StoreSettings) -> anyhow
         inspect: one(),
         monitor: one(),
         ledger: one(),
-        lock: Box::new(lock),
+        lock,
     })
+}
+
+/// Opens the Postgres store at `url`, migrated, once this process holds it; the hold is
+/// released when the returned lock is dropped.
+///
+/// # Errors
+/// See [`open_stores`].
+pub async fn open_locked(
+    url: &SecretString,
+    settings: &StoreSettings,
+) -> anyhow::Result<(Postgres, Box<dyn std::any::Any + Send + Sync>)> {
+    let store = open_unlocked(url, settings).await?;
+    let (s, u, timeout) = (store.clone(), url.clone(), settings.connect_timeout);
+    let lock = tokio::task::spawn_blocking(move || s.run(take_serve_lock(&s, &u, timeout)))
+        .await
+        .context("store task failed")??;
+    Ok((store, Box::new(lock)))
 }
 
 /// Opens the Postgres store at `url`, migrated, without taking the serve lock (for tools that

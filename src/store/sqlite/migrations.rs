@@ -91,4 +91,47 @@ pub const MIGRATIONS: &[&str] = &[
         value  TEXT NOT NULL
     );
     "#,
+    // 3: message and attempt ids are never given twice (AUTOINCREMENT): an id an admin saw, or a
+    //    log line named, must not come to mean another message after a re-map or a prune.
+    r#"
+    CREATE TABLE messages_v3 (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        seq              INTEGER NOT NULL,
+        body             TEXT NOT NULL,
+        state            TEXT NOT NULL
+                         CHECK (state IN ('queued', 'in-flight', 'delivered', 'failed', 'dead')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        last_error       TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        UNIQUE (event_id, seq)
+    );
+    INSERT INTO messages_v3 (id, event_id, seq, body, state, attempts, next_attempt_at,
+                             last_error, created_at, updated_at)
+        SELECT id, event_id, seq, body, state, attempts, next_attempt_at,
+               last_error, created_at, updated_at FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v3 RENAME TO messages;
+    CREATE INDEX messages_due ON messages (state, next_attempt_at);
+    CREATE INDEX messages_by_event ON messages (event_id);
+
+    CREATE TABLE attempts_v3 (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id      INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        started_at      INTEGER NOT NULL,
+        finished_at     INTEGER NOT NULL,
+        outcome         TEXT NOT NULL,
+        http_status     INTEGER,
+        error_code      INTEGER,
+        error_message   TEXT,
+        trace_id        TEXT,
+        third_trace_id  TEXT
+    );
+    INSERT INTO attempts_v3 SELECT * FROM attempts;
+    DROP TABLE attempts;
+    ALTER TABLE attempts_v3 RENAME TO attempts;
+    CREATE INDEX attempts_by_message ON attempts (message_id);
+    "#,
 ];

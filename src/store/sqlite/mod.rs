@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::Stores;
 pub use super::unix_ms;
@@ -225,6 +225,15 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
 }
 
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    // Tables are rebuilt by some migrations: references are checked once, after them (turning
+    // the checks off is not possible inside a transaction).
+    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    let migrated = migrate_unchecked(conn);
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    migrated
+}
+
+fn migrate_unchecked(conn: &mut Connection) -> anyhow::Result<()> {
     // Read the version inside the write transaction: two processes starting on a new file
     // must not both run the migrations.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -241,6 +250,18 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
         tx.execute_batch(sql)
             .with_context(|| format!("migration {} failed", i + 1))?;
     }
+    let broken: Option<String> = tx
+        .query_row(
+            "SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    anyhow::ensure!(
+        broken.is_none(),
+        "migration left a broken reference in {}",
+        broken.unwrap_or_default()
+    );
     tx.pragma_update(None, "user_version", target)?;
     tx.commit()?;
     tracing::info!(from = current, to = target, "store migrated");
@@ -266,6 +287,49 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_store_of_the_second_version_keeps_its_rows_and_never_gives_an_id_twice_after_migrating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fx.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO events (id, source, received_at, headers, payload, state)
+                     VALUES ('e', 's', 0, '{}', x'7b7d', 'mapped');
+                 INSERT INTO messages (id, event_id, seq, body, state, next_attempt_at, created_at, updated_at)
+                     VALUES (7, 'e', 0, '{}', 'dead', 0, 0, 0);
+                 INSERT INTO attempts (message_id, started_at, finished_at, outcome)
+                     VALUES (7, 0, 0, 'refused');",
+            )
+            .unwrap();
+        }
+        let conn = open(&path).unwrap();
+        let kept: (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM messages WHERE id = 7), (SELECT COUNT(*) FROM attempts WHERE message_id = 7)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, (1, 1));
+        conn.execute("DELETE FROM messages WHERE id = 7", [])
+            .unwrap();
+        let orphans: i64 = conn
+            .query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(orphans, 0, "references still cascade");
+        conn.execute(
+            "INSERT INTO messages (event_id, seq, body, state, next_attempt_at, created_at, updated_at)
+             VALUES ('e', 1, '{}', 'queued', 0, 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 8, "id 7 is never given again");
     }
 
     #[test]
