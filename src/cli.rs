@@ -319,7 +319,7 @@ fn store_copy(from: &Path, to: &str, config: Option<&Path>) -> ExitCode {
             let sqlite = tokio::task::spawn_blocking(move || crate::store::sqlite::Sqlite::open(&path))
                 .await??;
             let sqlite = crate::startup::scrub_stored_headers(Box::new(sqlite), catalog).await?;
-            let (target, _lock) = crate::store::postgres::open_locked(&url, &settings.store).await?;
+            let target = crate::store::postgres::open_unlocked(&url, &settings.store).await?;
             eprintln!(
                 "copying {} into {}",
                 from.display(),

@@ -28,6 +28,8 @@ pub struct Readyz {
     pub enqueuer: Enqueuer,
     /// The vendor client in live mode (its last token error shows).
     pub delivery: Option<Arc<FxiaokeClient>>,
+    /// Whether this replica sends (holds the delivery lease) or stands by.
+    pub role: Arc<crate::deliver::lease::Role>,
 }
 
 /// The Prometheus endpoint.
@@ -92,11 +94,14 @@ async fn readyz(ready: web::Data<Readyz>, catalog: web::Data<Catalog>) -> HttpRe
         }
     }
     let problem = store_problem(&ready).await;
+    let role = ready.role.name();
     let delivery = match &ready.delivery {
-        None => json!({"mode": "dry-run"}),
+        None => json!({"mode": "dry-run", "role": role}),
         Some(client) => match client.last_token_error() {
-            None => json!({"mode": "live", "token": "ok"}),
-            Some(error) => json!({"mode": "live", "token": "failed", "error": error}),
+            None => json!({"mode": "live", "role": role, "token": "ok"}),
+            Some(error) => {
+                json!({"mode": "live", "role": role, "token": "failed", "error": error})
+            }
         },
     };
     let mut body = json!({

@@ -114,6 +114,11 @@ pub fn http_request(route: &str, status: u16, took: Duration) {
         .record(took.as_secs_f64());
 }
 
+/// `fxhook_delivery_role`: 1 while this replica holds the delivery lease and sends, else 0.
+pub fn delivery_role(active: bool) {
+    gauge!("fxhook_delivery_role").set(if active { 1.0 } else { 0.0 });
+}
+
 /// The queue as the store sees it at scrape time.
 pub fn queue(queued: i64, in_flight: i64, oldest_queued_age: Duration) {
     gauge!("fxhook_queue_depth", "state" => "queued").set(queued as f64);
@@ -123,6 +128,7 @@ pub fn queue(queued: i64, in_flight: i64, oldest_queued_age: Duration) {
 
 /// Makes the promised counters exist at 0 for these sources.
 pub fn zero(sources: &[String]) {
+    delivery_role(false);
     for state in ["delivered", "failed", "dead"] {
         counter!("fxhook_messages_total", "state" => state).increment(0);
     }

@@ -95,8 +95,7 @@ impl Application {
             },
             client.clone().map_or(Mode::DryRun, Mode::Live),
             d.into(),
-        )
-        .await?;
+        );
         let admin = settings.admin.token.clone().and_then(|token| {
             let set = !secrecy::ExposeSecret::expose_secret(&token)
                 .trim()
@@ -124,6 +123,7 @@ impl Application {
             health,
             enqueuer: enqueuer.clone(),
             delivery: client,
+            role: worker.role(),
         });
         let metrics = web::Data::new(MetricsEndpoint {
             handle: metrics_handle,

@@ -129,6 +129,10 @@ pub struct DeliverySettings {
     /// A message older than this is given up (dead) instead of retried.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// How long the sending replica's lease lasts without renewal: another replica takes
+    /// over delivery within about this long after the sender dies.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
     /// Sends in progress at once (all share the rate limit and the token).
     pub concurrency: usize,
 }
@@ -156,6 +160,7 @@ impl Default for DeliverySettings {
             keep_dead: Duration::from_secs(30 * 24 * 3600),
             poll_interval: Duration::from_secs(1),
             max_age: Duration::from_secs(48 * 3600),
+            lease: Duration::from_secs(15),
             concurrency: 4,
         }
     }
@@ -305,6 +310,9 @@ impl Settings {
             bail!(
                 "invalid configuration: delivery.rate_limit and delivery.rate_window must be greater than 0"
             );
+        }
+        if self.delivery.lease < Duration::from_secs(1) {
+            bail!("invalid configuration: delivery.lease must be at least 1s");
         }
         if self.delivery.concurrency == 0 {
             bail!("invalid configuration: delivery.concurrency must be at least 1");

@@ -242,6 +242,12 @@ impl FxiaokeClient {
         result
     }
 
+    /// Forgets the token cached in memory: the next call reads the one kept in the store (a
+    /// replica taking over delivery uses the token its predecessor kept).
+    pub async fn forget_cached_token(&self) {
+        *self.token.lock().await = None;
+    }
+
     /// Drops the cached token if it is still `failed` (another caller may have replaced it),
     /// in memory and in the store.
     pub async fn invalidate(&self, failed: &Arc<Token>) {

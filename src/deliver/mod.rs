@@ -10,11 +10,15 @@
 //! that is still waiting for its send slot, starts no new vendor call, and lets a call already
 //! on the wire finish.
 //!
+//! With several replicas on one store, only the holder of the delivery [`lease`] sends; the
+//! others stand by and take over when it lapses.
+//!
 //! Layout: this file is the worker's loop and its store calls; `send` is one live attempt;
-//! [`policy`] holds the pure decisions (classification, retries, pacing); [`fxiaoke`] is the
-//! vendor client.
+//! [`lease`] is the one-sender rule; [`policy`] holds the pure decisions (classification,
+//! retries, pacing); [`fxiaoke`] is the vendor client.
 
 pub mod fxiaoke;
+pub mod lease;
 pub mod policy;
 mod send;
 
@@ -28,6 +32,7 @@ use crate::store::health::StoreHealth;
 use crate::store::vendor::{CallKind, Pause, VendorLedger};
 use crate::store::{Claimed, MessageState, Queue};
 use fxiaoke::FxiaokeClient;
+use lease::{LeaseTiming, Role};
 use policy::{Pacer, RetryPolicy};
 use send::{Attempt, Unsent};
 
@@ -68,6 +73,8 @@ pub struct WorkerSettings {
     pub keep_dead: Duration,
     /// A claim older than this was lost (store error, dead task): the message is queued again.
     pub stale_after: Duration,
+    /// The delivery lease (one sender among replicas).
+    pub lease: LeaseTiming,
 }
 
 impl From<&crate::config::DeliverySettings> for WorkerSettings {
@@ -85,6 +92,7 @@ impl From<&crate::config::DeliverySettings> for WorkerSettings {
             keep_dead: d.keep_dead,
             // A claim lives for a token fetch and a send, each bounded by the request timeout.
             stale_after: d.request_timeout * 3 + Duration::from_secs(60),
+            lease: LeaseTiming::of(d.lease),
         }
     }
 }
@@ -105,6 +113,10 @@ pub struct Worker {
     health: Arc<StoreHealth>,
     /// Notified when a pause begins: sends waiting for their slot give their message back.
     paused: Arc<Notify>,
+    /// Whether this replica holds the delivery lease.
+    role: Arc<Role>,
+    /// This process's name as a lease holder.
+    holder: Arc<String>,
 }
 
 /// What a worker is made of.
@@ -120,30 +132,10 @@ pub struct WorkerParts {
 }
 
 impl Worker {
-    /// A worker; puts back messages a dead process left in flight and resumes the pacer.
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn new(
-        parts: WorkerParts,
-        mode: Mode,
-        settings: WorkerSettings,
-    ) -> anyhow::Result<Worker> {
-        let (queue, ledger) = (Arc::clone(&parts.queue), Arc::clone(&parts.ledger));
-        let (limit, window) = (settings.rate_limit, settings.rate_window);
-        let (requeued, pacer) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let requeued = queue.requeue_in_flight(SystemTime::now())?;
-            Ok((requeued, resume_pacer(ledger.as_ref(), limit, window)?))
-        })
-        .await
-        .context("store task failed")??;
-        if requeued > 0 {
-            tracing::warn!(
-                messages = requeued,
-                "messages left in flight by a previous process are queued again"
-            );
-        }
-        Ok(Worker {
+    /// A worker, standing by until it holds the delivery lease (see [`lease`]).
+    pub fn new(parts: WorkerParts, mode: Mode, settings: WorkerSettings) -> Worker {
+        let pacer = Pacer::new(settings.rate_limit, settings.rate_window);
+        Worker {
             queue: parts.queue,
             mode,
             queued: parts.queued,
@@ -153,7 +145,96 @@ impl Worker {
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             health: parts.health,
             paused: Arc::new(Notify::new()),
+            role: Arc::new(Role::default()),
+            holder: Arc::new(lease::holder_name()),
+        }
+    }
+
+    /// Whether this replica sends, for readiness.
+    pub fn role(&self) -> Arc<Role> {
+        Arc::clone(&self.role)
+    }
+
+    /// Takes over delivery after winning the lease: puts back what was left in flight (by a
+    /// replica that died or was cut off), and re-reads the pacing window, any pause and the
+    /// kept token from the store, where the previous sender left them.
+    async fn take_over(&self) -> anyhow::Result<()> {
+        let (queue, ledger) = (Arc::clone(&self.queue), Arc::clone(&self.ledger));
+        let (limit, window) = (self.settings.rate_limit, self.settings.rate_window);
+        let (requeued, pacer) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let requeued = queue.requeue_in_flight(SystemTime::now())?;
+            Ok((requeued, resume_pacer(ledger.as_ref(), limit, window)?))
         })
+        .await
+        .context("store task failed")??;
+        *self.pacer.lock().await = pacer;
+        if let Mode::Live(client) = &self.mode {
+            client.forget_cached_token().await;
+        }
+        if requeued > 0 {
+            tracing::warn!(
+                messages = requeued,
+                "messages left in flight by the previous sender are queued again"
+            );
+        }
+        Ok(())
+    }
+
+    /// Holds the delivery lease while the worker runs: renews it, or stands by and tries to
+    /// take it, until shutdown.
+    async fn keep_lease(self) {
+        let timing = self.settings.lease;
+        let mut stop = self.stopping.subscribe();
+        let mut held = false;
+        while !*stop.borrow_and_update() {
+            let sent = Instant::now();
+            let holder = Arc::clone(&self.holder);
+            let asked = self
+                .store(move |q| q.hold_lease(&holder, timing.lease, timing.margin))
+                .await;
+            match asked {
+                Ok(true) => {
+                    if !held {
+                        if let Err(e) = self.take_over().await {
+                            tracing::error!(error = format!("{e:#}"), "cannot take over delivery");
+                            self.health.report(&e);
+                            self.wait(&mut stop, timing.poll_every()).await;
+                            continue;
+                        }
+                        tracing::info!(holder = %self.holder, "this replica holds the delivery lease: it sends");
+                    }
+                    held = true;
+                    self.role.hold_until(Some(timing.valid_until(sent)));
+                    self.queued.notify_waiters();
+                }
+                Ok(false) => {
+                    if held {
+                        tracing::warn!("another replica holds the delivery lease: standing by");
+                    }
+                    held = false;
+                    self.role.hold_until(None);
+                }
+                // The lease lapses on its own if the store stays away: nothing to undo here.
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "cannot renew the delivery lease");
+                    self.health.report(&e);
+                }
+            }
+            let every = if held {
+                timing.renew_every()
+            } else {
+                timing.poll_every()
+            };
+            self.wait(&mut stop, every).await;
+        }
+    }
+
+    /// Sleeps for `wait` unless shutdown begins first.
+    async fn wait(&self, stop: &mut tokio::sync::watch::Receiver<bool>, wait: Duration) {
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
     }
 
     /// True once shutdown has begun.
@@ -214,6 +295,10 @@ impl Worker {
     /// A database error; the message (if taken) stays in flight and is queued again at the
     /// next start.
     pub async fn try_execute_task(&self) -> anyhow::Result<Step> {
+        // A standby replica sends nothing; the lease's holder does.
+        if !self.role.is_active() {
+            return Ok(Step::Idle);
+        }
         if let Mode::DryRun = self.mode {
             let n = self
                 .store(|q| {
@@ -272,7 +357,7 @@ impl Worker {
                     Unsent::NotRecorded => {
                         Err(anyhow::anyhow!("message {id} not sent: {}", why.describe()))
                     }
-                    Unsent::Stopping | Unsent::Paused => Ok(Step::Idle),
+                    Unsent::Stopping | Unsent::Paused | Unsent::Standby => Ok(Step::Idle),
                 };
             }
         };
@@ -375,6 +460,7 @@ impl Worker {
         shutdown: impl std::future::Future<Output = ()>,
         grace: Duration,
     ) {
+        let keeper = tokio::spawn(self.clone().keep_lease());
         let mut loops = tokio::task::JoinSet::new();
         for i in 0..self.settings.concurrency {
             loops.spawn(self.clone().run_loop(i == 0));
@@ -390,6 +476,19 @@ impl Worker {
                 "sends still in progress at shutdown are queued again at the next start"
             );
             loops.abort_all();
+        }
+        let _ = keeper.await;
+        if self.role.is_active() {
+            // Sends are done: the next replica need not wait for the lease to lapse.
+            self.role.hold_until(None);
+            let (holder, margin) = (Arc::clone(&self.holder), self.settings.lease.margin);
+            match self.store(move |q| q.release_lease(&holder, margin)).await {
+                Ok(()) => tracing::info!("delivery lease given up"),
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot give up the delivery lease; it lapses on its own"
+                ),
+            }
         }
         tracing::info!("delivery worker stopped");
     }

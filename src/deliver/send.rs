@@ -38,6 +38,8 @@ pub(super) enum Unsent {
     Paused,
     /// The send could not be written to the ledger first: the store is failing.
     NotRecorded,
+    /// The delivery lease is no longer surely held: another replica may be sending.
+    Standby,
 }
 
 impl Unsent {
@@ -46,6 +48,7 @@ impl Unsent {
             Unsent::Stopping => "shutting down",
             Unsent::Paused => "sending is paused",
             Unsent::NotRecorded => "the send could not be recorded in the store first",
+            Unsent::Standby => "this replica no longer holds the delivery lease",
         }
     }
 }
@@ -104,9 +107,13 @@ impl Worker {
         }
         // The call starts now, after the write: count the window from here.
         self.pacer.lock().await.settle(slot, Instant::now());
-        // Shutdown may have begun while the time was written: then no call starts.
+        // Shutdown may have begun while the time was written: then no call starts; nor when the
+        // lease could have lapsed meanwhile.
         if self.is_stopping() {
             return Err(Unsent::Stopping);
+        }
+        if !self.role.is_active() {
+            return Err(Unsent::Standby);
         }
         Ok(())
     }

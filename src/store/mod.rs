@@ -267,6 +267,21 @@ pub trait Queue: Send + Sync {
         log: &mut dyn FnMut(&Claimed),
     ) -> anyhow::Result<usize>;
 
+    /// Takes or renews the delivery lease for `holder` until `lease` from now, by the store's
+    /// clock; another holder's lease is taken only once it lapsed more than `margin` ago.
+    /// `Ok(true)` while `holder` holds it. Exactly one process delivers at a time.
+    ///
+    /// # Errors
+    /// A database error (the caller's lease then lapses on its own).
+    fn hold_lease(&self, holder: &str, lease: Duration, margin: Duration) -> anyhow::Result<bool>;
+
+    /// Gives the lease up at once, if `holder` holds it (a clean stop), so that another
+    /// process takes over without waiting for it to lapse.
+    ///
+    /// # Errors
+    /// A database error.
+    fn release_lease(&self, holder: &str, margin: Duration) -> anyhow::Result<()>;
+
     /// Deletes events past their retention (never one with a message still pending).
     ///
     /// # Errors

@@ -29,6 +29,7 @@ mod process;
 mod proxy;
 mod prune;
 mod reload;
+mod replicas;
 mod restarts;
 mod secrets_in_logs;
 mod signatures;

@@ -1,6 +1,6 @@
 //! The gateway on a Postgres store, each test on a database of its own: delivery to the strict
 //! fake vendor, dedup across a restart, a SIGKILL with sends hanging, a database that is not
-//! there, sessions ended under a running gateway, and the one-process serve lock.
+//! there, sessions ended under a running gateway, and two gateways sharing one database.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -287,50 +287,86 @@ fn a_store_url_where_no_postgres_listens_stops_the_binary_with_an_error_naming_t
     );
 }
 
-#[test]
-fn a_second_gateway_on_the_same_database_refuses_to_start_and_says_another_serves_it() {
-    let db = TestDb::new();
-    let dir = note_workdir();
-    let env = [("FXHOOK__STORE__URL", db.url.clone())];
-    let first = serve_with(dir.path(), &env);
-
-    let second = refused_start(dir.path(), &env, Duration::from_secs(40));
-
-    let (code, stderr) = second.unwrap_or_else(|e| panic!("two gateways on one database: {e}"));
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains("another fxhook process serves this Postgres store"),
-        "{stderr}"
-    );
-    let (status, json) = post(first.port, "/hooks/note", br#"{"n":1}"#, &[]);
-    assert_eq!(status, 202, "the first one still serves: {json}");
+/// The delivery role a gateway process reports in `/readyz`.
+fn role(gw: &Running) -> String {
+    let (_, json) = crate::process::send(gw.port, reqwest::Method::GET, "/readyz", b"", &[]);
+    json["delivery"]["role"].as_str().unwrap_or("-").to_string()
 }
 
 #[test]
-fn a_gateway_whose_sessions_were_ended_is_still_the_only_one_serving_its_database() {
+fn two_gateways_on_one_database_both_take_webhooks_and_exactly_one_sends() {
     let db = TestDb::new();
     let dir = note_workdir();
-    let env = [("FXHOOK__STORE__URL", db.url.clone())];
-    let mut first = serve_with(dir.path(), &env);
-    let (status, _) = post(first.port, "/hooks/note", br#"{"n":1}"#, &[]);
-    assert_eq!(status, 202);
+    let env = [
+        ("FXHOOK__STORE__URL", db.url.clone()),
+        ("FXHOOK__DELIVERY__LEASE", "3s".to_string()),
+        ("FXHOOK__FXIAOKE__DRY_RUN", "true".to_string()),
+    ];
+    let first = serve_with(dir.path(), &env);
+    let second = serve_with(dir.path(), &env);
+
+    for (n, gw) in [&first, &second, &first, &second].iter().enumerate() {
+        let (status, json) = post(
+            gw.port,
+            "/hooks/note",
+            format!(r#"{{"n":{n}}}"#).as_bytes(),
+            &[],
+        );
+        assert_eq!(status, 202, "{json}");
+    }
+
+    wait_for(Duration::from_secs(10), "one gateway to send", || {
+        let roles = [role(&first), role(&second)];
+        roles.contains(&"active".to_string()) && roles.contains(&"standby".to_string())
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "all four delivered (dry run)",
+        || delivered(&db) == 4,
+    );
+}
+
+#[test]
+fn after_the_database_ends_every_session_one_gateway_and_only_one_sends() {
+    let db = TestDb::new();
+    let dir = note_workdir();
+    let env = [
+        ("FXHOOK__STORE__URL", db.url.clone()),
+        ("FXHOOK__DELIVERY__LEASE", "3s".to_string()),
+        ("FXHOOK__FXIAOKE__DRY_RUN", "true".to_string()),
+    ];
+    let first = serve_with(dir.path(), &env);
+    let second = serve_with(dir.path(), &env);
+    wait_for(Duration::from_secs(10), "a sender", || {
+        role(&first) == "active" || role(&second) == "active"
+    });
 
     assert!(db.terminate_sessions() > 0);
-    let (status, json) = post(first.port, "/hooks/note", br#"{"n":2}"#, &[]);
-    assert_eq!(status, 202, "{json}");
-    let second = refused_start(dir.path(), &env, Duration::from_secs(40));
-
-    match second {
-        Ok((code, stderr)) => {
-            assert_eq!(code, Some(1), "{stderr}");
-            assert!(stderr.contains("another fxhook process serves"), "{stderr}");
-        }
-        Err(e) => assert!(
-            first.child.try_wait().unwrap().is_some(),
-            "the first gateway lost its serve lock with its session and serves on, and a \
-             second one started on the same database: {e}"
-        ),
+    for n in 0..4 {
+        let gw = if n % 2 == 0 { &first } else { &second };
+        let (status, json) = post(
+            gw.port,
+            "/hooks/note",
+            format!(r#"{{"n":{n}}}"#).as_bytes(),
+            &[],
+        );
+        assert_eq!(status, 202, "webhook {n} after the sessions ended: {json}");
     }
+
+    wait_for(Duration::from_secs(15), "all four delivered", || {
+        delivered(&db) == 4
+    });
+    // Sampled over two lease periods: never both at once.
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut seen_active = false;
+    while Instant::now() < until {
+        let roles = [role(&first), role(&second)];
+        let active = roles.iter().filter(|r| *r == "active").count();
+        assert!(active <= 1, "both gateways send: {roles:?}");
+        seen_active |= active == 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(seen_active, "one of them sends");
 }
 
 #[actix_rt::test]

@@ -11,7 +11,7 @@
 //! backend owns a small runtime of its own and blocks on it: a call never runs on the runtime
 //! of the HTTP server, and the pool's connections live on this one.
 //!
-//! Layout: this file connects (pool, TLS, runtime, the one-process lock); [`schema`] migrates;
+//! Layout: this file connects (pool, TLS, runtime); [`schema`] migrates;
 //! `ingest`, `queue`, `inspect`, `monitor`, `vendor` implement the traits.
 
 mod ingest;
@@ -72,22 +72,14 @@ impl Postgres {
     }
 }
 
-/// The advisory-lock key that one serving process holds (fxhook's own number).
-const SERVE_LOCK: i64 = 0x6678_686f_6f6b_0002;
-
-/// This process's hold on the store: a session advisory lock on a connection of its own.
-struct ServeLock {
-    _client: tokio_postgres::Client,
-    _rt: Arc<OwnRuntime>,
-}
-
-/// Opens the Postgres store at `url`, migrated, for every user, once this process holds it.
+/// Opens the Postgres store at `url`, migrated, for every user. Several processes may share
+/// it: each takes events; the delivery lease decides which one sends.
 ///
 /// # Errors
-/// The URL does not parse, the database cannot be reached, another process serves it, or its
-/// schema is from a newer build.
+/// The URL does not parse, the database cannot be reached, or its schema is from a newer
+/// build.
 pub async fn open_stores(url: &SecretString, settings: &StoreSettings) -> anyhow::Result<Stores> {
-    let (store, lock) = open_locked(url, settings).await?;
+    let store = open_unlocked(url, settings).await?;
     tracing::info!(store = %redact_url(url.expose_secret()), "Postgres store open");
     let one = || Arc::new(store.clone());
     Ok(Stores {
@@ -96,29 +88,12 @@ pub async fn open_stores(url: &SecretString, settings: &StoreSettings) -> anyhow
         inspect: one(),
         monitor: one(),
         ledger: one(),
-        lock,
+        // Replicas share a Postgres store: nothing to hold.
+        lock: Box::new(()),
     })
 }
 
-/// Opens the Postgres store at `url`, migrated, once this process holds it; the hold is
-/// released when the returned lock is dropped.
-///
-/// # Errors
-/// See [`open_stores`].
-pub async fn open_locked(
-    url: &SecretString,
-    settings: &StoreSettings,
-) -> anyhow::Result<(Postgres, Box<dyn std::any::Any + Send + Sync>)> {
-    let store = open_unlocked(url, settings).await?;
-    let (s, u, timeout) = (store.clone(), url.clone(), settings.connect_timeout);
-    let lock = tokio::task::spawn_blocking(move || s.run(take_serve_lock(&s, &u, timeout)))
-        .await
-        .context("store task failed")??;
-    Ok((store, Box::new(lock)))
-}
-
-/// Opens the Postgres store at `url`, migrated, without taking the serve lock (for tools that
-/// share the store with a running gateway).
+/// Opens the Postgres store at `url`, migrated.
 ///
 /// # Errors
 /// See [`open_stores`].
@@ -210,36 +185,4 @@ fn parse(
         config.application_name("fxhook");
     }
     Ok((config, wish.connector()?))
-}
-
-/// Takes the serve lock, waiting a little for a process that is stopping.
-async fn take_serve_lock(
-    store: &Postgres,
-    url: &SecretString,
-    timeout: Duration,
-) -> anyhow::Result<ServeLock> {
-    let (config, tls) = parse(url, timeout)?;
-    let (client, connection) = config
-        .connect(tls)
-        .await
-        .context("cannot connect to the Postgres store")?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!(error = %e, "the Postgres store's lock connection ended");
-        }
-    });
-    for _ in 0..300 {
-        let held: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVE_LOCK])
-            .await?
-            .get(0);
-        if held {
-            return Ok(ServeLock {
-                _client: client,
-                _rt: Arc::clone(&store.rt),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("another fxhook process serves this Postgres store (it holds its advisory lock)")
 }

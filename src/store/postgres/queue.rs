@@ -168,6 +168,45 @@ impl Queue for Postgres {
         Ok(due.len())
     }
 
+    fn hold_lease(&self, holder: &str, lease: Duration, margin: Duration) -> anyhow::Result<bool> {
+        self.run(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    "INSERT INTO delivery_lease (id, holder, expires_at)
+                     VALUES (1, $1, now() + $2::BIGINT * interval '1 millisecond')
+                     ON CONFLICT (id) DO UPDATE SET holder = excluded.holder,
+                                                    expires_at = excluded.expires_at
+                     WHERE delivery_lease.holder = excluded.holder
+                        OR delivery_lease.expires_at < now() - $3::BIGINT * interval '1 millisecond'
+                     RETURNING holder",
+                    &[
+                        &holder,
+                        &(lease.as_millis() as i64),
+                        &(margin.as_millis() as i64),
+                    ],
+                )
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+
+    fn release_lease(&self, holder: &str, margin: Duration) -> anyhow::Result<()> {
+        self.run(async {
+            self.client()
+                .await?
+                .execute(
+                    "UPDATE delivery_lease
+                     SET expires_at = now() - ($2::BIGINT + 1) * interval '1 millisecond'
+                     WHERE holder = $1",
+                    &[&holder, &(margin.as_millis() as i64)],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
     fn prune(
         &self,
         now: SystemTime,

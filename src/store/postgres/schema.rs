@@ -92,6 +92,14 @@ pub const MIGRATIONS: &[&str] = &[
         value  TEXT NOT NULL
     );
     "#,
+    // 2: the delivery lease: the replica that sends, until when (the database's clock).
+    r#"
+    CREATE TABLE delivery_lease (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        holder      TEXT NOT NULL,
+        expires_at  TIMESTAMPTZ NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -110,8 +118,15 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<()> 
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS fxhook_schema (version INTEGER NOT NULL)")
-        .await?;
+    // Created only when missing (IF NOT EXISTS would log a notice at every start).
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('fxhook_schema') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        tx.batch_execute("CREATE TABLE fxhook_schema (version INTEGER NOT NULL)")
+            .await?;
+    }
     let current: i32 = tx
         .query_opt("SELECT version FROM fxhook_schema", &[])
         .await?
