@@ -85,3 +85,60 @@ fn a_signed_push_at_debug_level_is_narrated_step_by_step_without_a_secret() {
     }
     fake.assert_no_violations();
 }
+
+#[test]
+fn a_refused_token_call_logged_as_json_at_debug_level_shows_no_secret() {
+    let fake = FakeFxiaoke::start("app", "right-app-secret", "perm-code-xyz", "1000");
+    let dir = workdir();
+    let base = fake.base_url();
+    let gw = serve(
+        dir.path(),
+        &[
+            ("RUST_LOG", "debug"),
+            ("FXHOOK__LOG__FORMAT", "json"),
+            ("FXHOOK_SECRET_GITHUB", SECRET),
+            ("FXHOOK__FXIAOKE__BASE_URL", base.as_str()),
+            ("FXHOOK__FXIAOKE__APP_ID", "app"),
+            ("FXHOOK__FXIAOKE__APP_SECRET", "wrong-app-secret"),
+            ("FXHOOK__FXIAOKE__PERMANENT_CODE", "perm-code-xyz"),
+            ("FXHOOK__FXIAOKE__USER_ID", "1000"),
+        ],
+    );
+    let body = std::fs::read(repo_file("tests/fixtures/github/push.0.json")).unwrap();
+    let signature = python_hmac_hex("sha256", SECRET, &body);
+    let (status, json) = post(
+        gw.port,
+        "/hooks/github",
+        &body,
+        &[
+            ("X-Hub-Signature-256", format!("sha256={signature}")),
+            ("X-GitHub-Event", "push".to_string()),
+        ],
+    );
+    assert_eq!(status, 202, "{json}");
+    wait_for(
+        Duration::from_secs(10),
+        "the refused token call to be logged",
+        || {
+            gw.logs
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("no access token") && l.contains("10006"))
+        },
+    );
+    let logs = gw.logs.lock().unwrap().clone();
+    for line in &logs {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    }
+    let all = logs.join("\n");
+    for secret in [
+        SECRET,
+        signature.as_str(),
+        "wrong-app-secret",
+        "perm-code-xyz",
+    ] {
+        assert!(!all.contains(secret), "{secret:?} reached the log");
+    }
+}

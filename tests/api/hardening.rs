@@ -385,3 +385,97 @@ fn the_systemd_unit_and_the_compose_file_raise_the_open_file_limit() {
     let compose = std::fs::read_to_string(crate::helpers::repo_file("docker-compose.yml")).unwrap();
     assert!(compose.contains("nofile"), "{compose}");
 }
+
+/// Each preset's signature or token headers, as `webhook-senders.md` names them (an independent
+/// list: the test does not ask the scheme which headers it reads).
+const CREDENTIAL_HEADERS: &[(&str, &[&str])] = &[
+    ("github", &["X-Hub-Signature-256", "X-Hub-Signature"]),
+    ("gitlab", &["X-Gitlab-Token", "webhook-signature"]),
+    ("standard-webhooks", &["webhook-signature"]),
+    ("svix", &["svix-signature"]),
+    (
+        "gitea",
+        &[
+            "X-Gitea-Signature",
+            "X-Gogs-Signature",
+            "X-Hub-Signature-256",
+        ],
+    ),
+    (
+        "forgejo",
+        &[
+            "X-Forgejo-Signature",
+            "X-Gitea-Signature",
+            "X-Hub-Signature-256",
+        ],
+    ),
+    ("gogs", &["X-Gogs-Signature"]),
+    ("bitbucket", &["X-Hub-Signature"]),
+    ("circleci", &["circleci-signature"]),
+    ("sentry", &["sentry-hook-signature"]),
+    ("grafana", &["X-Grafana-Alerting-Signature"]),
+    ("slack", &["X-Slack-Signature"]),
+    ("stripe", &["Stripe-Signature"]),
+    ("shopify", &["X-Shopify-Hmac-Sha256"]),
+    ("jenkins", &["X-Webhook-Token", "Authorization"]),
+    ("token", &["X-Webhook-Token", "Authorization"]),
+    ("azure-devops", &["Authorization"]),
+    ("alertmanager", &["Authorization"]),
+    ("hmac", &["X-Ops-Mac"]),
+];
+
+#[test]
+fn no_preset_stores_a_header_that_carries_its_signature_or_token_nor_a_value_holding_its_secret() {
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+    use fxhook::verify::presets::{PRESETS, find};
+    use fxhook::verify::spec::VerifySpec;
+    use fxhook::verify::{Secret, Verifier};
+
+    let listed: Vec<&str> = CREDENTIAL_HEADERS.iter().map(|(p, _)| *p).collect();
+    let unlisted: Vec<&str> = PRESETS
+        .iter()
+        .map(|p| p.name)
+        .filter(|n| !listed.contains(n))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "presets missing from this test: {unlisted:?}"
+    );
+    // A secret a Standard Webhooks scheme accepts, and that any other takes as text.
+    let secret = "whsec_c3VwZXItc2VjcmV0LXZhbHVlLTEyMzQ1Njc4";
+    for (preset, headers) in CREDENTIAL_HEADERS {
+        let spec = VerifySpec {
+            header: (*preset == "hmac").then(|| "X-Ops-Mac".to_string()),
+            ..VerifySpec::default()
+        };
+        let scheme = (find(preset).unwrap().build)(&spec).unwrap();
+        let verifier = Verifier::new(scheme, vec![Secret::new(secret, "test")]);
+        let mut map = HeaderMap::new();
+        for h in *headers {
+            map.insert(
+                HeaderName::from_bytes(h.as_bytes()).unwrap(),
+                HeaderValue::from_static("v1,c2lnbmF0dXJl"),
+            );
+        }
+        map.insert(
+            HeaderName::from_static("x-forwarded-uri"),
+            HeaderValue::from_str(&format!("/hooks/x?token={secret}")).unwrap(),
+        );
+        map.insert(
+            HeaderName::from_static("x-event-key"),
+            HeaderValue::from_static("repo:push"),
+        );
+        let stored = fxhook::pipeline::headers_json(&map, &verifier).to_ascii_lowercase();
+        for h in *headers {
+            assert!(
+                !stored.contains(&h.to_ascii_lowercase()),
+                "{preset} stores {h}: {stored}"
+            );
+        }
+        assert!(!stored.contains("x-forwarded-uri"), "{preset}: {stored}");
+        assert!(
+            stored.contains("x-event-key"),
+            "{preset} keeps the rest: {stored}"
+        );
+    }
+}
