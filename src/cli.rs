@@ -198,8 +198,9 @@ fn send_test(to: &str, config: Option<&Path>) -> ExitCode {
         };
         let to = crate::route::RecipientId::try_from(to.to_string()).map_err(anyhow::Error::msg)?;
         let d = &settings.delivery;
-        // The gateway's own ledger: a test send shares the token and the vendor's limits with
-        // a gateway running on the same store.
+        // The gateway's own ledger: a test send uses the token a gateway kept, and its send and
+        // token calls count for the next gateway that starts or takes over delivery (a running
+        // one read the ledger when it took the lease, and does not see them).
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

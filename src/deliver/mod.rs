@@ -7,8 +7,9 @@
 //! The pacer resumes from the store's [`VendorLedger`]: every send's time is written there
 //! before the call, and so is any pause, so a restart neither forgets the sends of the current
 //! window nor a back-off. On shutdown the worker claims nothing more, puts back a claimed message
-//! that is still waiting for its send slot, starts no new vendor call, and lets a call already
-//! on the wire finish.
+//! that is still waiting for its send slot, starts no new vendor call, and lets a send already
+//! on the wire finish (a token call in progress is abandoned: it was recorded, and the next
+//! sender reads the kept token or fetches one).
 //!
 //! With several replicas on one store, only the holder of the delivery [`lease`] sends; the
 //! others stand by and take over when it lapses.

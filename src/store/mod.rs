@@ -391,8 +391,8 @@ pub async fn open(settings: &crate::config::StoreSettings) -> anyhow::Result<Sto
     }
 }
 
-/// The vendor ledger alone, with no process lock (`fxhook send-test` shares the token and
-/// the vendor's limits with a gateway running on the same store).
+/// The vendor ledger alone, with no process lock (`fxhook send-test` uses the token a gateway
+/// kept, and records its calls for the next one that takes over delivery).
 ///
 /// # Errors
 /// The store cannot be opened.
