@@ -4,6 +4,7 @@
 
 mod admin;
 mod binary;
+mod card_quality;
 mod cards;
 mod catalogue_git;
 mod catalogue_ops;
