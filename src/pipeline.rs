@@ -139,11 +139,7 @@ pub fn delivery_id(dedup: &Dedup, payload: &Payload, tz: Tz) -> Option<String> {
             .find_map(|h| payload.webhook.header(h))
             .map(str::to_string),
         Dedup::Path(path) => {
-            let scope = Scope {
-                root: &payload.json,
-                element: None,
-                tz,
-            };
+            let scope = Scope::new(&payload.json, tz);
             path.query(&scope).first().and_then(|v| match v {
                 Value::String(s) => Some(s.clone()),
                 Value::Number(n) => Some(n.to_string()),

@@ -256,7 +256,8 @@ fn compile_source(
     };
     let verify = compile_verify(&name, &spec.verify, report);
     let dedup = compile_dedup(&name, spec.dedup.as_ref(), &spec.verify.value, report);
-    let mut mapping = crate::map::compile::compile_rules(&spec.rules, groups, report);
+    let lang = compile_lang(&spec, options.limits.locale, report)?;
+    let mut mapping = crate::map::compile::compile_rules(&spec.rules, groups, &lang, report);
     mapping.limits = options.limits.clone();
     if !report.has_errors() {
         let (tz, severity) = (options.tz, options.examples);
@@ -295,6 +296,47 @@ fn compile_source(
         event_header,
         dedup: dedup?,
         mapping,
+    })
+}
+
+/// The file's languages: `locales:` (else the tags its texts use) and the one its cards speak
+/// (`locale:`, else `cards.locale`).
+fn compile_lang(
+    spec: &MappingFile,
+    configured: crate::card::Locale,
+    report: &mut Reporter,
+) -> Option<crate::map::compile::Lang> {
+    use crate::card::Locale;
+    let mut ok = true;
+    let declared = match &spec.locales {
+        Some(list) => list
+            .value
+            .iter()
+            .filter_map(|tag| {
+                tag.parse::<Locale>()
+                    .map_err(|e| {
+                        report.error(&list.referenced, e);
+                        ok = false;
+                    })
+                    .ok()
+            })
+            .collect(),
+        None => crate::map::compile::locales_used(&spec.rules),
+    };
+    let effective = match &spec.locale {
+        Some(tag) => match tag.value.parse::<Locale>() {
+            Ok(l) => l,
+            Err(e) => {
+                report.error(&tag.referenced, e);
+                ok = false;
+                configured
+            }
+        },
+        None => configured,
+    };
+    ok.then_some(crate::map::compile::Lang {
+        effective,
+        declared,
     })
 }
 

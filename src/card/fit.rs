@@ -28,6 +28,9 @@ pub struct CardLimits {
     pub body_max_bytes: usize,
     /// Link used when the rendered one is not http(s) or `fs://` (unset: such a card fails).
     pub fallback_link: Option<String>,
+    /// The language of the built-in mappings' titles, labels and status words (`en` or
+    /// `zh-CN`); a mapping file may pin its own with `locale:`.
+    pub locale: super::Locale,
 }
 
 impl Default for CardLimits {
@@ -41,6 +44,7 @@ impl Default for CardLimits {
             max_rows: 20,
             body_max_bytes: 4096,
             fallback_link: None,
+            locale: super::Locale::En,
         }
     }
 }

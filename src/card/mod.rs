@@ -3,10 +3,12 @@
 //! an invalid card never reaches the queue.
 
 pub mod fit;
+pub mod locale;
 
 use serde::{Deserialize, Serialize};
 
 pub use fit::CardLimits;
+pub use locale::Locale;
 
 /// A Fxiaoke employee id: an opaque, non-empty string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,10 +5,10 @@ use serde_saphyr::Spanned;
 
 use super::GroupDirectory;
 use super::jsonpath::JsonPath;
-use super::spec::{CardSpec, IgnoreSpec, RowSpec, RuleSpec, Text, WhenSpec};
+use super::spec::{CardSpec, IgnoreSpec, LText, Localized, RowSpec, RuleSpec, Text, WhenSpec};
 use super::template::{CompileOptions, Template};
 use super::{Action, CardTemplate, Condition, Mapping, Recipient, RowTemplate, Rule};
-use crate::card::RecipientId;
+use crate::card::{Locale, RecipientId};
 use crate::diagnostic::Reporter;
 
 /// Default cap of a row list.
@@ -21,18 +21,137 @@ const ELEMENT: CompileOptions = CompileOptions {
     allow_element: true,
 };
 
-/// Compiles `rules`; problems go to `report`. The result is only meaningful when `report` has
-/// no errors.
+/// The languages of a file's texts, and the one its cards are compiled in.
+#[derive(Debug, Clone)]
+pub struct Lang {
+    /// The language the cards speak (`cards.locale`, or the file's `locale:`).
+    pub effective: Locale,
+    /// The languages every `{ en: …, zh-CN: … }` text must give.
+    pub declared: Vec<Locale>,
+}
+
+impl Lang {
+    /// Every language in one: a file of plain texts.
+    pub fn only(locale: Locale) -> Lang {
+        Lang {
+            effective: locale,
+            declared: Vec::new(),
+        }
+    }
+
+    /// The text of `field` in the effective language (else English, else the first given);
+    /// reports a declared language it lacks and a tag that is no language.
+    fn pick(&self, field: &LText, report: &mut Reporter) -> Option<Text> {
+        let by = match &field.value {
+            Localized::One(text) => {
+                return Some(Spanned::new(text.clone(), field.referenced, field.defined));
+            }
+            Localized::ByLocale(by) => by,
+        };
+        let mut ok = true;
+        let mut given = Vec::new();
+        for (tag, text) in by {
+            match tag.parse::<Locale>() {
+                Ok(l) => given.push((l, text)),
+                Err(e) => {
+                    report.error(&text.referenced, e);
+                    ok = false;
+                }
+            }
+        }
+        for want in &self.declared {
+            if !given.iter().any(|(l, _)| l == want) {
+                let all: Vec<&str> = self.declared.iter().map(|l| l.as_str()).collect();
+                report.error(
+                    &field.referenced,
+                    format!(
+                        "no {want} text here (the file's locales are {})",
+                        all.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let chosen = [self.effective, Locale::En]
+            .iter()
+            .find_map(|want| given.iter().find(|(l, _)| l == want))
+            .or(given.first());
+        match (ok, chosen) {
+            (true, Some((_, text))) => Some((*text).clone()),
+            (true, None) => {
+                report.error(
+                    &field.referenced,
+                    "an empty map of languages: give en or zh-CN",
+                );
+                None
+            }
+            (false, _) => None,
+        }
+    }
+
+    /// Every language's template of `field` compiled (so that `check` finds an error in any),
+    /// and the effective one returned.
+    fn template(
+        &self,
+        field: &LText,
+        opts: &CompileOptions,
+        report: &mut Reporter,
+    ) -> Option<Template> {
+        if let Localized::ByLocale(by) = &field.value {
+            for text in by.values() {
+                template(text, opts, report);
+            }
+        }
+        let chosen = self.pick(field, report)?;
+        template(&chosen, opts, report)
+    }
+}
+
+/// The language tags a set of rules uses in its `{ en: …, zh-CN: … }` texts.
+pub fn locales_used(rules: &[Spanned<RuleSpec>]) -> Vec<Locale> {
+    let mut used = Vec::new();
+    let mut add = |field: &LText| {
+        if let Localized::ByLocale(by) = &field.value {
+            for tag in by.keys() {
+                if let Ok(l) = tag.parse::<Locale>()
+                    && !used.contains(&l)
+                {
+                    used.push(l);
+                }
+            }
+        }
+    };
+    for rule in rules {
+        let Some(card) = &rule.value.card else {
+            continue;
+        };
+        let c = &card.value;
+        add(&c.title);
+        c.first.iter().chain(c.remark.iter()).for_each(&mut add);
+        add(&c.link.value.title);
+        add(&c.link.value.url);
+        for row in &c.rows {
+            add(&row.value.label);
+            add(&row.value.value);
+        }
+    }
+    used.sort();
+    used
+}
+
+/// Compiles `rules` in `lang`; problems go to `report`. The result is only meaningful when
+/// `report` has no errors.
 pub fn compile_rules(
     rules: &[Spanned<RuleSpec>],
     groups: &dyn GroupDirectory,
+    lang: &Lang,
     report: &mut Reporter,
 ) -> Mapping {
     let mut unreachable = Vec::new();
     let rules = rules
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| compile_rule(i, r, groups, report, &mut unreachable))
+        .filter_map(|(i, r)| compile_rule(i, r, groups, lang, report, &mut unreachable))
         .collect();
     // One warning for the file, not one per rule: the usual cause is one empty `default` group.
     if let Some((_, at)) = unreachable.first() {
@@ -48,6 +167,7 @@ pub fn compile_rules(
     Mapping {
         rules,
         limits: crate::card::CardLimits::default(),
+        locale: lang.effective,
     }
 }
 
@@ -81,6 +201,7 @@ fn compile_rule(
     index: usize,
     spanned: &Spanned<RuleSpec>,
     groups: &dyn GroupDirectory,
+    lang: &Lang,
     report: &mut Reporter,
     unreachable: &mut Vec<(String, serde_saphyr::Location)>,
 ) -> Option<Rule> {
@@ -115,7 +236,7 @@ fn compile_rule(
             None
         }
         (None, Some(card)) => {
-            let card = compile_card(&card.value, report);
+            let card = compile_card(&card.value, lang, report);
             let to = compile_recipients(&name, spec, groups, report);
             let fallback = match &spec.fallback {
                 Some(f) if groups.size(&f.value).is_none() => {
@@ -255,13 +376,17 @@ fn compile_when(when: &Spanned<WhenSpec>, report: &mut Reporter) -> Option<Condi
     ok.then_some(cond)
 }
 
-fn compile_card(card: &CardSpec, report: &mut Reporter) -> Option<CardTemplate> {
-    let title = template(&card.title, &TOP, report);
-    let first = card.first.as_ref().map(|t| template(t, &TOP, report));
-    let remark = card.remark.as_ref().map(|t| template(t, &TOP, report));
-    let link_title = template(&card.link.value.title, &TOP, report);
-    let link_url = template(&card.link.value.url, &TOP, report);
-    let rows: Vec<Option<RowTemplate>> = card.rows.iter().map(|r| compile_row(r, report)).collect();
+fn compile_card(card: &CardSpec, lang: &Lang, report: &mut Reporter) -> Option<CardTemplate> {
+    let title = lang.template(&card.title, &TOP, report);
+    let first = card.first.as_ref().map(|t| lang.template(t, &TOP, report));
+    let remark = card.remark.as_ref().map(|t| lang.template(t, &TOP, report));
+    let link_title = lang.template(&card.link.value.title, &TOP, report);
+    let link_url = lang.template(&card.link.value.url, &TOP, report);
+    let rows: Vec<Option<RowTemplate>> = card
+        .rows
+        .iter()
+        .map(|r| compile_row(r, lang, report))
+        .collect();
     Some(CardTemplate {
         title: title?,
         first: first.transpose_all()?,
@@ -287,7 +412,7 @@ impl<T> TransposeAll<T> for Option<Option<T>> {
     }
 }
 
-fn compile_row(row: &Spanned<RowSpec>, report: &mut Reporter) -> Option<RowTemplate> {
+fn compile_row(row: &Spanned<RowSpec>, lang: &Lang, report: &mut Reporter) -> Option<RowTemplate> {
     let spec = &row.value;
     match &spec.each {
         None => {
@@ -297,8 +422,8 @@ fn compile_row(row: &Spanned<RowSpec>, report: &mut Reporter) -> Option<RowTempl
                     "`max` and `entries` only apply to a row list: add `each`",
                 );
             }
-            let label = template(&spec.label, &TOP, report);
-            let value = template(&spec.value, &TOP, report);
+            let label = lang.template(&spec.label, &TOP, report);
+            let value = lang.template(&spec.value, &TOP, report);
             Some(RowTemplate::One {
                 label: label?,
                 value: value?,
@@ -310,8 +435,8 @@ fn compile_row(row: &Spanned<RowSpec>, report: &mut Reporter) -> Option<RowTempl
             if max == 0 {
                 report.error(&row.referenced, "`max` must be at least 1");
             }
-            let label = template(&spec.label, &ELEMENT, report);
-            let value = template(&spec.value, &ELEMENT, report);
+            let label = lang.template(&spec.label, &ELEMENT, report);
+            let value = lang.template(&spec.value, &ELEMENT, report);
             Some(RowTemplate::Each {
                 by_entry: spec.entries,
                 path: p?,

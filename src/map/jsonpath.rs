@@ -23,6 +23,8 @@ pub struct Scope<'a> {
     pub element: Option<&'a Value>,
     /// Time zone in which dates are displayed.
     pub tz: chrono_tz::Tz,
+    /// The card's language (durations and other words filters write).
+    pub locale: crate::card::Locale,
 }
 
 impl<'a> Scope<'a> {
@@ -32,6 +34,7 @@ impl<'a> Scope<'a> {
             root,
             element: None,
             tz,
+            locale: crate::card::Locale::En,
         }
     }
 

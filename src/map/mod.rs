@@ -28,6 +28,8 @@ pub struct Mapping {
     pub rules: Vec<Rule>,
     /// How cards are fitted.
     pub limits: crate::card::CardLimits,
+    /// The language its texts were compiled in (`cards.locale`, or the file's own `locale:`).
+    pub locale: crate::card::Locale,
 }
 
 /// One compiled rule.
@@ -183,9 +185,8 @@ impl Mapping {
     pub fn map(&self, payload: &Verified<Payload>, tz: Tz) -> Mapped {
         let payload = payload.inner();
         let scope = Scope {
-            root: &payload.json,
-            element: None,
-            tz,
+            locale: self.locale,
+            ..Scope::new(&payload.json, tz)
         };
         let Some(rule) = self
             .rules

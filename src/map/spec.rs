@@ -11,6 +11,61 @@ use crate::verify::spec::VerifySpec;
 /// A text with the position where it was written.
 pub type Text = Spanned<String>;
 
+/// A card text: one template for every language, or one per language
+/// (`{ en: "Branch", zh-CN: "分支" }`), with its position.
+pub type LText = Spanned<Localized>;
+
+/// What a card text field holds.
+#[derive(Debug)]
+pub enum Localized {
+    /// The same template in every language.
+    One(String),
+    /// A template per language tag, each with its own position.
+    ByLocale(BTreeMap<String, Text>),
+}
+
+impl<'de> Deserialize<'de> for Localized {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Localized;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a template, or a map of language tags (en, zh-CN) to templates")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Localized, E> {
+                Ok(Localized::One(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Localized, E> {
+                Ok(Localized::One(v))
+            }
+            // A bare number or boolean in YAML is its text, as a plain string field takes it.
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Localized, E> {
+                Ok(Localized::One(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Localized, E> {
+                Ok(Localized::One(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Localized, E> {
+                Ok(Localized::One(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Localized, E> {
+                Ok(Localized::One(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Localized, A::Error> {
+                let mut by = BTreeMap::new();
+                while let Some((tag, text)) = map.next_entry::<String, Text>()? {
+                    by.insert(tag, text);
+                }
+                Ok(Localized::ByLocale(by))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A whole mapping file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +84,13 @@ pub struct MappingFile {
     /// Payloads with their expected result, run by `fxhook check`.
     #[serde(default)]
     pub examples: Vec<Spanned<super::examples::ExampleSpec>>,
+    /// The languages the file's texts are written in (every `{ en: …, zh-CN: … }` text must
+    /// give each); default: the languages its texts use.
+    #[serde(default)]
+    pub locales: Option<Spanned<Vec<String>>>,
+    /// The language this source's cards speak, whatever `cards.locale` says.
+    #[serde(default)]
+    pub locale: Option<Text>,
 }
 
 /// `rate_limit:`: at most `requests` per `per`, with bursts up to `requests`.
@@ -132,14 +194,14 @@ pub struct RuleSpec {
 #[serde(deny_unknown_fields)]
 pub struct CardSpec {
     /// Head title (required).
-    pub title: Text,
+    pub title: LText,
     /// First line.
-    pub first: Option<Text>,
+    pub first: Option<LText>,
     /// Form rows.
     #[serde(default)]
     pub rows: Vec<Spanned<RowSpec>>,
     /// Remark.
-    pub remark: Option<Text>,
+    pub remark: Option<LText>,
     /// Click-through link (required).
     pub link: Spanned<LinkSpec>,
 }
@@ -149,9 +211,9 @@ pub struct CardSpec {
 #[serde(deny_unknown_fields)]
 pub struct RowSpec {
     /// Label template.
-    pub label: Text,
+    pub label: LText,
     /// Value template.
-    pub value: Text,
+    pub value: LText,
     /// JSONPath of the array to expand over (`@` is the element inside label and value).
     pub each: Option<Text>,
     /// Most rows of the list before a "+N more" row (default 10).
@@ -166,7 +228,7 @@ pub struct RowSpec {
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
     /// Link text.
-    pub title: Text,
+    pub title: LText,
     /// Link target.
-    pub url: Text,
+    pub url: LText,
 }

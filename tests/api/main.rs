@@ -20,6 +20,7 @@ mod fuzz;
 mod hardening;
 mod helpers;
 mod live;
+mod locale;
 mod log_injection;
 mod mapping;
 mod pg;

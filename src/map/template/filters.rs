@@ -164,6 +164,18 @@ pub(super) static FILTERS: &[FilterDef] = &[
         usage: "first_url takes at most one string argument (a regex of addresses to skip)",
         build: first_url,
     },
+    FilterDef {
+        name: "since",
+        args: &[required(ArgKind::Any)],
+        usage: "since takes one argument: the earlier date (a JSONPath, or a date as text)",
+        build: since,
+    },
+    FilterDef {
+        name: "duration",
+        args: &[optional(ArgKind::Str)],
+        usage: "duration takes at most one string argument, the unit of the number: 's' (default) or 'ms'",
+        build: duration,
+    },
 ];
 
 /// The row of filter `name`.
@@ -446,3 +458,104 @@ fn find_url<'v>(root: &'v Value, skip: Option<&regex::Regex>) -> Option<&'v str>
 
 #[cfg(test)]
 mod tests;
+
+/// An RFC 3339 text or unix seconds/milliseconds as milliseconds since the epoch.
+fn instant_ms(value: &Value) -> Option<i64> {
+    match value {
+        Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
+            .ok()
+            .map(|d| d.timestamp_millis()),
+        Value::Number(n) => {
+            let i = n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f.round() as i64))?;
+            Some(if i > MILLIS_THRESHOLD {
+                i
+            } else {
+                i.checked_mul(1000)?
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `since(earlier)`: seconds from `earlier` to the value (both dates); null when either is not
+/// a date.
+fn since(args: &[Arg]) -> Result<Filter, String> {
+    let earlier = match args.first().map(|a| &a.value) {
+        Some(ArgValue::Path(path)) => Earlier::Path(path.clone()),
+        Some(ArgValue::Str(s)) => Earlier::Fixed(Value::String(s.clone())),
+        Some(ArgValue::Int(i)) => Earlier::Fixed(Value::from(*i)),
+        None => return Err("since takes one argument: the earlier date".into()),
+    };
+    on_value(earlier, |earlier, value, scope| {
+        let from = match earlier {
+            Earlier::Path(p) => instant_ms(value_of(p, scope).as_ref()),
+            Earlier::Fixed(v) => instant_ms(v),
+        };
+        match (from, instant_ms(&value)) {
+            (Some(a), Some(b)) if b >= a => Cow::Owned(Value::from((b - a) / 1000)),
+            _ => Cow::Owned(Value::Null),
+        }
+    })
+}
+
+/// Where `since` reads the earlier date.
+enum Earlier {
+    Path(crate::map::jsonpath::JsonPath),
+    Fixed(Value),
+}
+
+/// `duration` / `duration('ms')`: a number of seconds (or milliseconds) as a short duration in
+/// the card's language: `45 s`, `3 min`, `1 h 5 min`, `2 d 3 h`; `45 秒`, `3 分钟`, `1 小时 5
+/// 分钟`, `2 天 3 小时`. A value that is not a number passes unchanged.
+fn duration(args: &[Arg]) -> Result<Filter, String> {
+    let divisor = match str_arg(args, 0) {
+        None | Some("s") => 1,
+        Some("ms") => 1000,
+        Some(other) => return Err(format!("duration unit '{other}' is not 's' or 'ms'")),
+    };
+    on_value(divisor, |divisor, value, scope| {
+        let seconds = match value.as_ref() {
+            Value::Number(n) => n.as_f64().filter(|f| f.is_finite() && *f >= 0.0),
+            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| *f >= 0.0),
+            _ => None,
+        };
+        match seconds {
+            Some(s) => Cow::Owned(Value::String(short_duration(
+                (s / f64::from(*divisor)).round() as u64,
+                scope.locale,
+            ))),
+            None => value,
+        }
+    })
+}
+
+/// `seconds` in its largest unit and the next one down (when not zero), in `locale`.
+pub(super) fn short_duration(seconds: u64, locale: crate::card::Locale) -> String {
+    use crate::card::Locale;
+    const UNITS: [(u64, &str, &str); 4] = [
+        (86_400, "d", "天"),
+        (3_600, "h", "小时"),
+        (60, "min", "分钟"),
+        (1, "s", "秒"),
+    ];
+    let word = |n: u64, i: usize| match locale {
+        Locale::En => format!("{n} {}", UNITS[i].1),
+        Locale::ZhCn => format!("{n} {}", UNITS[i].2),
+    };
+    let first = UNITS
+        .iter()
+        .position(|(size, _, _)| seconds >= *size)
+        .unwrap_or(UNITS.len() - 1);
+    let n = seconds / UNITS[first].0;
+    let mut text = word(n, first);
+    if let Some((size, _, _)) = UNITS.get(first + 1) {
+        let next = (seconds % UNITS[first].0) / size;
+        if next > 0 {
+            text.push(' ');
+            text.push_str(&word(next, first + 1));
+        }
+    }
+    text
+}

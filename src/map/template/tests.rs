@@ -538,3 +538,33 @@ fn first_url_finds_the_shallowest_address_and_skips_the_excluded_ones() {
     assert_eq!(t("{$.n | first_url | default('none')}"), "none");
     assert!(Template::compile("{$ | first_url('(')}", &TOP).is_err());
 }
+
+#[test]
+fn the_time_between_two_dates_reads_as_a_duration_in_the_cards_language() {
+    let root = json!({
+        "started": "2024-03-01T08:30:00Z",
+        "ended": "2024-03-01T09:35:20Z",
+        "ms": 192_000,
+        "words": "n/a"
+    });
+    let text = "{$.ended | since($.started) | duration}";
+    let template = Template::compile(text, &TOP).unwrap();
+    let utc = chrono_tz::UTC;
+    assert_eq!(template.render(&Scope::new(&root, utc)), "1 h 5 min");
+    let zh = Scope {
+        locale: crate::card::Locale::ZhCn,
+        ..Scope::new(&root, utc)
+    };
+    assert_eq!(template.render(&zh), "1 小时 5 分钟");
+    assert_eq!(
+        render_with("{$.ms | duration('ms')}", &root, utc),
+        "3 min 12 s"
+    );
+    assert_eq!(render_with("{$.words | duration}", &root, utc), "n/a");
+    assert_eq!(
+        render_with("{$.started | since($.ended) | default('-')}", &root, utc),
+        "-",
+        "a later `earlier` gives no duration"
+    );
+    assert!(Template::compile("{$.x | duration('h')}", &TOP).is_err());
+}

@@ -64,3 +64,21 @@ fn filter_names_are_unique_and_optional_arguments_come_last() {
         );
     }
 }
+
+#[test]
+fn a_duration_reads_in_its_largest_unit_and_the_next_in_the_cards_language() {
+    use super::short_duration;
+    use crate::card::Locale::{En, ZhCn};
+    let table = [
+        (0, "0 s", "0 秒"),
+        (45, "45 s", "45 秒"),
+        (180, "3 min", "3 分钟"),
+        (3_900, "1 h 5 min", "1 小时 5 分钟"),
+        (3_605, "1 h", "1 小时"),
+        (183_600, "2 d 3 h", "2 天 3 小时"),
+    ];
+    for (seconds, en, zh) in table {
+        assert_eq!(short_duration(seconds, En), en);
+        assert_eq!(short_duration(seconds, ZhCn), zh);
+    }
+}
