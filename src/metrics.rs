@@ -140,3 +140,114 @@ pub fn zero(sources: &[String]) {
         counter!("fxhook_verification_failures_total", "source" => source.clone()).increment(0);
     }
 }
+
+/// Webhooks of the last hour by source, counted by this process for the console's overview
+/// (Prometheus keeps the totals; this keeps a window a page can show without a query language).
+/// One slot a minute, sixty of them; only sources of the mappings are counted.
+#[derive(Debug, Default)]
+pub struct LastHour {
+    slots: std::sync::Mutex<std::collections::HashMap<String, [Minute; 60]>>,
+}
+
+/// One minute's counts.
+#[derive(Debug, Default, Clone, Copy)]
+struct Minute {
+    /// Minutes since the epoch this slot counts.
+    at: u64,
+    counts: HourCounts,
+}
+
+/// Webhooks of one source in the last hour.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HourCounts {
+    /// Answered 202.
+    pub accepted: u64,
+    /// Answered 200: ignored by the mapping, or a duplicate.
+    pub ignored: u64,
+    /// Refused (401, 400, 413, 415, 429, 503 …).
+    pub rejected: u64,
+}
+
+fn minute_of(now: std::time::SystemTime) -> u64 {
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60)
+}
+
+impl LastHour {
+    /// Counts one answer to `source` at `now`.
+    pub fn record(&self, source: &str, outcome: Outcome, now: std::time::SystemTime) {
+        let at = minute_of(now);
+        let Ok(mut slots) = self.slots.lock() else {
+            return;
+        };
+        let minutes = slots
+            .entry(source.to_string())
+            .or_insert_with(|| [Minute::default(); 60]);
+        let slot = &mut minutes[(at % 60) as usize];
+        if slot.at != at {
+            *slot = Minute {
+                at,
+                counts: HourCounts::default(),
+            };
+        }
+        match outcome {
+            Outcome::Accepted => slot.counts.accepted += 1,
+            Outcome::Ignored | Outcome::Duplicate => slot.counts.ignored += 1,
+            Outcome::Rejected(_) => slot.counts.rejected += 1,
+        }
+    }
+
+    /// The counts of `source` over the sixty minutes up to `now`.
+    pub fn of(&self, source: &str, now: std::time::SystemTime) -> HourCounts {
+        let at = minute_of(now);
+        let Ok(slots) = self.slots.lock() else {
+            return HourCounts::default();
+        };
+        let Some(minutes) = slots.get(source) else {
+            return HourCounts::default();
+        };
+        minutes
+            .iter()
+            .filter(|m| m.at + 60 > at && m.at <= at)
+            .fold(HourCounts::default(), |sum, m| HourCounts {
+                accepted: sum.accepted + m.counts.accepted,
+                ignored: sum.ignored + m.counts.ignored,
+                rejected: sum.rejected + m.counts.rejected,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn the_last_hour_counts_each_outcome_and_forgets_what_is_older() {
+        let hour = LastHour::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 * 60);
+        hour.record("github", Outcome::Accepted, t0);
+        hour.record("github", Outcome::Duplicate, t0);
+        hour.record(
+            "github",
+            Outcome::Rejected("signature"),
+            t0 + Duration::from_secs(600),
+        );
+        let want = HourCounts {
+            accepted: 1,
+            ignored: 1,
+            rejected: 1,
+        };
+        assert_eq!(hour.of("github", t0 + Duration::from_secs(601)), want);
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(
+            hour.of("github", later),
+            HourCounts {
+                accepted: 0,
+                ignored: 0,
+                rejected: 1
+            }
+        );
+        assert_eq!(hour.of("gitlab", t0), HourCounts::default());
+    }
+}

@@ -223,8 +223,19 @@ pub fn load_file_with(
             return (None, r.found);
         }
     };
-    let mut report = Reporter::new(file, &text);
-    let source = compile_source(file, &text, groups, options, &mut report);
+    compile_text(file, &text, groups, options)
+}
+
+/// Compiles the text of a mapping file that would live at `file` (named after it, its
+/// examples' payloads read beside it), as `fxhook check` and the console's editor do.
+pub fn compile_text(
+    file: &Path,
+    text: &str,
+    groups: &Groups,
+    options: &LoadOptions,
+) -> (Option<Source>, Vec<Diagnostic>) {
+    let mut report = Reporter::new(file, text);
+    let source = compile_source(file, text, groups, options, &mut report);
     let ok = !report.has_errors();
     (source.filter(|_| ok), report.found)
 }

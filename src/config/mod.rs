@@ -167,11 +167,23 @@ impl Default for DeliverySettings {
 }
 
 /// `admin.*`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
-    /// Bearer token of `/admin/*`; unset turns the admin API off.
+    /// Bearer token of `/admin/*`; unset turns the admin API and the console off.
     pub token: Option<SecretString>,
+    /// How long a console sign-in lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            token: None,
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 /// `metrics.*`

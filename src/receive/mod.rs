@@ -108,6 +108,7 @@ async fn receive_hook(
     catalog: web::Data<Catalog>,
     enqueuer: web::Data<Enqueuer>,
     limits: web::Data<Limits>,
+    hour: web::Data<metrics::LastHour>,
 ) -> Result<HttpResponse, ReceiveError> {
     let name = source.into_inner();
     let result = receive(&req, &name, payload, &catalog, &enqueuer, &limits).await;
@@ -118,10 +119,17 @@ async fn receive_hook(
         name.as_str()
     };
     let span = tracing::Span::current();
+    let now = std::time::SystemTime::now();
     match &result {
-        Ok((_, outcome)) => metrics::webhook(label, *outcome),
+        Ok((_, outcome)) => {
+            metrics::webhook(label, *outcome);
+            hour.record(label, *outcome, now);
+        }
         Err(e) => {
             metrics::webhook(label, Outcome::Rejected(e.reason()));
+            if label != "-" {
+                hour.record(label, Outcome::Rejected(e.reason()), now);
+            }
             // One line per request: the access-log line carries the refusal (at warn level).
             span.record("outcome", tracing::field::display(e.reason()));
             span.record("reason", tracing::field::display(e));

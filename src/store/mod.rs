@@ -308,6 +308,31 @@ pub trait Inspect: Send + Sync {
     /// A database error.
     fn list_messages(&self, state: Option<MessageState>, limit: i64) -> anyhow::Result<Vec<Value>>;
 
+    /// The newest events of one source (without payloads), newest first.
+    ///
+    /// # Errors
+    /// A database error.
+    fn events_of(&self, source: &str, limit: i64) -> anyhow::Result<Vec<Value>>;
+
+    /// A page of messages, newest first: of one state and source when given, with ids below
+    /// `before` when given; each with its event's `source`.
+    ///
+    /// # Errors
+    /// A database error.
+    fn message_page(
+        &self,
+        state: Option<MessageState>,
+        source: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Value>>;
+
+    /// How many messages are in `state`.
+    ///
+    /// # Errors
+    /// A database error.
+    fn count_messages(&self, state: MessageState) -> anyhow::Result<u64>;
+
     /// One event with its payload, headers and messages (each with its attempts).
     ///
     /// # Errors

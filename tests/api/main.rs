@@ -8,6 +8,7 @@ mod card_quality;
 mod cards;
 mod catalogue_git;
 mod catalogue_ops;
+mod console;
 mod contract;
 mod debug_logs;
 mod dedup;

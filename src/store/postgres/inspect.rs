@@ -74,6 +74,71 @@ async fn attempts(c: &impl GenericClient, message_id: i64) -> anyhow::Result<Vec
 }
 
 impl Inspect for Postgres {
+    fn events_of(&self, source: &str, limit: i64) -> anyhow::Result<Vec<Value>> {
+        self.run(async {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    &format!(
+                        "SELECT {EVENT} FROM events WHERE source = $1
+                         ORDER BY received_at DESC, id DESC LIMIT $2"
+                    ),
+                    &[&source, &limit],
+                )
+                .await?;
+            Ok(rows.iter().map(event_json).collect())
+        })
+    }
+
+    fn count_messages(&self, state: MessageState) -> anyhow::Result<u64> {
+        self.run(async {
+            let row = self
+                .client()
+                .await?
+                .query_one(
+                    "SELECT COUNT(*) FROM messages WHERE state = $1",
+                    &[&state.as_str()],
+                )
+                .await?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        })
+    }
+
+    fn message_page(
+        &self,
+        state: Option<MessageState>,
+        source: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Value>> {
+        self.run(async {
+            let columns: Vec<String> = MESSAGE.split(", ").map(|c| format!("m.{c}")).collect();
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    &format!(
+                        "SELECT {}, e.source AS source FROM messages m JOIN events e ON e.id = m.event_id
+                         WHERE ($1::TEXT IS NULL OR m.state = $1) AND ($2::TEXT IS NULL OR e.source = $2)
+                           AND ($3::BIGINT IS NULL OR m.id < $3)
+                         ORDER BY m.id DESC LIMIT $4",
+                        columns.join(", ")
+                    ),
+                    &[&state.map(MessageState::as_str), &source, &before, &limit],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let mut m = message_json(r);
+                    m["source"] = Value::String(r.get("source"));
+                    m
+                })
+                .collect())
+        })
+    }
+
     fn list_events(&self, state: Option<EventState>, limit: i64) -> anyhow::Result<Vec<Value>> {
         self.run(async {
             let rows = self

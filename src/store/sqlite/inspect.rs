@@ -272,7 +272,74 @@ pub fn apply_remap(
     Ok(true)
 }
 
+/// The newest events of `source`.
+///
+/// # Errors
+/// A database error.
+pub fn events_of(conn: &Connection, source: &str, limit: i64) -> anyhow::Result<Vec<Value>> {
+    let mut stmt = conn.prepare(
+        "SELECT * FROM events WHERE source = ?1 ORDER BY received_at DESC, id DESC LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![source, limit], event_json)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// A page of messages with their event's source.
+///
+/// # Errors
+/// A database error.
+pub fn message_page(
+    conn: &Connection,
+    state: Option<MessageState>,
+    source: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> anyhow::Result<Vec<Value>> {
+    let mut stmt = conn.prepare(
+        "SELECT m.*, e.source AS source FROM messages m JOIN events e ON e.id = m.event_id
+         WHERE (?1 IS NULL OR m.state = ?1) AND (?2 IS NULL OR e.source = ?2)
+           AND (?3 IS NULL OR m.id < ?3)
+         ORDER BY m.id DESC LIMIT ?4",
+    )?;
+    let rows = stmt
+        .query_map(
+            params![state.map(MessageState::as_str), source, before, limit],
+            |r| {
+                let mut m = message_json(r)?;
+                m["source"] = Value::String(r.get("source")?);
+                Ok(m)
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 impl Inspect for Sqlite {
+    fn count_messages(&self, state: MessageState) -> anyhow::Result<u64> {
+        let n: i64 = self.conn()?.query_row(
+            "SELECT COUNT(*) FROM messages WHERE state = ?1",
+            params![state.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn events_of(&self, source: &str, limit: i64) -> anyhow::Result<Vec<Value>> {
+        events_of(&*self.conn()?, source, limit)
+    }
+
+    fn message_page(
+        &self,
+        state: Option<MessageState>,
+        source: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Value>> {
+        message_page(&*self.conn()?, state, source, before, limit)
+    }
+
     fn list_events(&self, state: Option<EventState>, limit: i64) -> anyhow::Result<Vec<Value>> {
         list_events(&*self.conn()?, state, limit)
     }

@@ -2,6 +2,8 @@
 //! list and inspect events and messages, replay dead messages, re-map a stored event after a
 //! fix, reload the mappings, and render a payload through a mapping.
 
+pub mod ui;
+
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -216,31 +218,49 @@ async fn replay_message(
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let id = message_id(&id)?;
-    match admin
-        .store(move |s| s.replay_message(id, SystemTime::now()))
-        .await?
-    {
-        Replay::Queued => {
-            admin.queued.notify_one();
-            tracing::info!(message_id = id, "message replayed by an admin");
-            Ok(HttpResponse::Ok().json(json!({"status": "queued", "id": id})))
+    admin.replay(id).await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "queued", "id": id})))
+}
+
+impl Admin {
+    /// Queues dead or failed message `id` again and wakes the worker.
+    ///
+    /// # Errors
+    /// No such message, one in another state or without recipients, a store error.
+    pub async fn replay(&self, id: i64) -> Result<(), AdminError> {
+        match self
+            .store(move |s| s.replay_message(id, SystemTime::now()))
+            .await?
+        {
+            Replay::Queued => {
+                self.queued.notify_one();
+                tracing::info!(message_id = id, "message replayed by an admin");
+                Ok(())
+            }
+            Replay::NotFound => Err(AdminError::NotFound(format!("no message {id}"))),
+            Replay::WrongState(s) => Err(AdminError::Conflict(format!(
+                "message {id} is {s}: only dead or failed messages are replayed"
+            ))),
+            Replay::NoRecipients => Err(AdminError::Conflict(format!(
+                "message {id} has no recipients: fill the group, then re-map its event (POST /admin/events/<id>/remap)"
+            ))),
         }
-        Replay::NotFound => Err(AdminError::NotFound(format!("no message {id}"))),
-        Replay::WrongState(s) => Err(AdminError::Conflict(format!(
-            "message {id} is {s}: only dead or failed messages are replayed"
-        ))),
-        Replay::NoRecipients => Err(AdminError::Conflict(format!(
-            "message {id} has no recipients: fill the group, then re-map its event (POST /admin/events/<id>/remap)"
-        ))),
+    }
+
+    /// Queues every dead message again; how many.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn replay_all_dead(&self) -> Result<usize, AdminError> {
+        let n = self.store(|s| s.replay_all_dead(SystemTime::now())).await?;
+        self.queued.notify_one();
+        tracing::info!(messages = n, "dead messages replayed by an admin");
+        Ok(n)
     }
 }
 
 async fn replay_dead(admin: web::Data<Admin>) -> Result<HttpResponse, AdminError> {
-    let n = admin
-        .store(|s| s.replay_all_dead(SystemTime::now()))
-        .await?;
-    admin.queued.notify_one();
-    tracing::info!(messages = n, "dead messages replayed by an admin");
+    let n = admin.replay_all_dead().await?;
     Ok(HttpResponse::Ok().json(json!({"status": "queued", "replayed": n})))
 }
 
@@ -266,50 +286,63 @@ async fn remap_event(
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let id = id.into_inner();
-    let lookup = id.clone();
-    let stored = admin
-        .store(move |s| s.stored_event(&lookup))
-        .await?
-        .ok_or_else(|| AdminError::NotFound(format!("no event {id}")))?;
-    let catalog = &admin.catalog;
-    let sources = catalog.load();
-    let source = sources.get(&stored.source).ok_or_else(|| {
-        AdminError::Conflict(format!("source {} has no loaded mapping", stored.source))
-    })?;
-    let received = crate::store::from_unix_ms(stored.received_at);
-    let payload = verify::offline::trust_stored(
-        stored_headers(&stored.headers),
-        Bytes::from(stored.payload),
-        received,
-    )
-    .map_err(|e| AdminError::Conflict(format!("stored payload: {e}")))?;
-    let routed = pipeline::render(
-        &source.mapping,
-        &payload,
-        &catalog.groups,
-        catalog.options.tz,
-    );
-    let document = routed.document();
-    let outcome = routed.outcome().map_err(|reason| {
-        AdminError::Conflict(format!("the mapping now ignores this event: {reason}"))
-    })?;
-    let target = id.clone();
-    let applied = admin
-        .store(move |s| s.apply_remap(&target, &outcome, SystemTime::now()))
-        .await?;
-    if !applied {
-        return Err(AdminError::Conflict(match document {
-            Err(reason) => format!("the mapping still fails ({reason}): nothing changed"),
-            Ok(_) => format!(
-                "event {id} has messages queued, in flight or delivered: re-mapping would send them twice"
-            ),
-        }));
-    }
-    admin.queued.notify_one();
-    tracing::info!(event_id = %id, "event re-mapped by an admin");
-    // A failing mapping was refused above, so the document is the rendered result.
-    let result = document.unwrap_or_default();
+    let result = admin.remap(id.clone()).await?;
     Ok(HttpResponse::Ok().json(json!({"status": "remapped", "id": id, "result": result})))
+}
+
+impl Admin {
+    /// Maps stored event `id` again with its source's current mapping, replacing its failed
+    /// messages; the rendered document.
+    ///
+    /// # Errors
+    /// No such event, no mapping, a mapping that ignores or still fails it, messages already
+    /// queued or sent, a store error.
+    pub async fn remap(&self, id: String) -> Result<serde_json::Value, AdminError> {
+        let lookup = id.clone();
+        let stored = self
+            .store(move |s| s.stored_event(&lookup))
+            .await?
+            .ok_or_else(|| AdminError::NotFound(format!("no event {id}")))?;
+        let catalog = &self.catalog;
+        let sources = catalog.load();
+        let source = sources.get(&stored.source).ok_or_else(|| {
+            AdminError::Conflict(format!("source {} has no loaded mapping", stored.source))
+        })?;
+        let received = crate::store::from_unix_ms(stored.received_at);
+        let payload = verify::offline::trust_stored(
+            stored_headers(&stored.headers),
+            Bytes::from(stored.payload),
+            received,
+        )
+        .map_err(|e| AdminError::Conflict(format!("stored payload: {e}")))?;
+        let routed = pipeline::render(
+            &source.mapping,
+            &payload,
+            &catalog.groups,
+            catalog.options.tz,
+        );
+        let document = routed.document();
+        let outcome = routed.outcome().map_err(|reason| {
+            AdminError::Conflict(format!("the mapping now ignores this event: {reason}"))
+        })?;
+        let target = id.clone();
+        let applied = self
+            .store(move |s| s.apply_remap(&target, &outcome, SystemTime::now()))
+            .await?;
+        if !applied {
+            return Err(AdminError::Conflict(match document {
+                Err(reason) => format!("the mapping still fails ({reason}): nothing changed"),
+                Ok(_) => format!(
+                    "event {id} has messages queued, in flight or delivered: re-mapping would send them twice"
+                ),
+            }));
+        }
+        self.queued.notify_one();
+        tracing::info!(event_id = %id, "event re-mapped by an admin");
+        // A failing mapping was refused above, so the document is the rendered result.
+        let result = document.unwrap_or_default();
+        Ok(result)
+    }
 }
 
 async fn reload(admin: web::Data<Admin>) -> Result<HttpResponse, AdminError> {
