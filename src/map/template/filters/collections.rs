@@ -73,7 +73,9 @@ fn named_keys<'v>(keys: &'v [Keys], scope: &Scope<'v>) -> Vec<&'v str> {
 }
 
 /// `pick(k, …)`: the value of the first listed key that the object holds (not blank); for a list
-/// of objects, from the first object that holds one. Null when none does.
+/// of objects, from the first object that holds one; null when none does. A text, number or
+/// boolean passes through, so that `pick(…) | default(@.other) | pick(…)` reads on from the
+/// first value found.
 pub(super) fn pick(args: &[Arg]) -> Result<Filter, String> {
     let keys: Vec<String> = (0..args.len())
         .filter_map(|i| str_arg(args, i).map(str::to_string))
@@ -86,7 +88,7 @@ pub(super) fn pick(args: &[Arg]) -> Result<Filter, String> {
                 .filter_map(Value::as_object)
                 .find_map(|map| picked(map, keys))
                 .cloned(),
-            _ => None,
+            _ => return value,
         };
         Cow::Owned(found.unwrap_or(Value::Null))
     })
@@ -251,7 +253,20 @@ mod tests {
             render("{@.annotations | pick('message') | default('none')}"),
             "none"
         );
-        assert_eq!(render("{@.status | pick('x') | default('none')}"), "none");
+        assert_eq!(
+            render("{@.status | pick('x')}"),
+            "resolved",
+            "text passes through"
+        );
+        assert_eq!(
+            render("{@.missing | pick('x') | default(@.annotations) | pick('description')}"),
+            "/var is full"
+        );
+        assert_eq!(
+            render("{@.annotations | pick('summary') | default(@.labels) | pick('instance')}"),
+            "A disk is full",
+            "what the first pick found is kept"
+        );
     }
 
     #[test]

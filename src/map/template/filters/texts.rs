@@ -74,7 +74,7 @@ pub(super) fn absolute_url(args: &[Arg]) -> Result<Filter, String> {
                 _ => None,
             },
         };
-        let joined = base.and_then(|b| b.join(text).ok()).filter(|u| is_http(u));
+        let joined = base.and_then(|b| b.join(text).ok()).filter(is_http);
         match joined {
             Some(url) => Cow::Owned(Value::String(url.into())),
             None => Cow::Owned(Value::Null),
