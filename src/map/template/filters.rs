@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::super::jsonpath::Scope;
 use super::args::{
-    Arg, ArgKind, ArgValue, Param, int_arg, optional, required, str_arg, string_arg,
+    Arg, ArgKind, ArgValue, Param, int_arg, one_to_eight, optional, required, str_arg, string_arg,
 };
 use super::text::{text_of, write_text};
 use super::value_of;
@@ -154,31 +154,13 @@ pub(super) static FILTERS: &[FilterDef] = &[
     },
     FilterDef {
         name: "omit",
-        args: &[
-            required(ArgKind::Any),
-            optional(ArgKind::Any),
-            optional(ArgKind::Any),
-            optional(ArgKind::Any),
-            optional(ArgKind::Any),
-            optional(ArgKind::Any),
-            optional(ArgKind::Any),
-            optional(ArgKind::Any),
-        ],
+        args: &one_to_eight(ArgKind::Any),
         usage: "omit takes one to eight arguments: keys, or JSONPaths to objects whose keys to drop",
         build: collections::omit,
     },
     FilterDef {
         name: "pick",
-        args: &[
-            required(ArgKind::Str),
-            optional(ArgKind::Str),
-            optional(ArgKind::Str),
-            optional(ArgKind::Str),
-            optional(ArgKind::Str),
-            optional(ArgKind::Str),
-            optional(ArgKind::Str),
-            optional(ArgKind::Str),
-        ],
+        args: &one_to_eight(ArgKind::Str),
         usage: "pick takes one to eight string arguments (the keys, in order of preference)",
         build: collections::pick,
     },
