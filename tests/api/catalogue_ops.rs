@@ -18,51 +18,51 @@ use crate::helpers::{Options, mapping_with_secret_file, repo_file, spawn_app};
 // ---------------------------------------------------------------------------------------------
 // Helpers (the first four as in mapping.rs)
 
-/// A card as the tests read it.
+/// A card as the tests read it (catalogue_alerts reads them too).
 #[derive(Debug)]
-struct Card {
-    rule: String,
-    title: String,
-    first: Option<String>,
-    rows: Vec<(String, String)>,
-    remark: Option<String>,
-    link_title: String,
-    link: String,
+pub(crate) struct Card {
+    pub(crate) rule: String,
+    pub(crate) title: String,
+    pub(crate) first: Option<String>,
+    pub(crate) rows: Vec<(String, String)>,
+    pub(crate) remark: Option<String>,
+    pub(crate) link_title: String,
+    pub(crate) link: String,
 }
 
 impl Card {
     /// The value of the first row with this label.
-    fn row(&self, label: &str) -> Option<&str> {
+    pub(crate) fn row(&self, label: &str) -> Option<&str> {
         self.rows
             .iter()
             .find(|(l, _)| l == label)
             .map(|(_, v)| v.as_str())
     }
 
-    fn labels(&self) -> Vec<&str> {
+    pub(crate) fn labels(&self) -> Vec<&str> {
         self.rows.iter().map(|(l, _)| l.as_str()).collect()
     }
 }
 
 /// The shipped mapping `mappings/<sender>.yaml`, routing to a group `default`.
-struct Sender {
+pub(crate) struct Sender {
     source: Source,
     groups: Groups,
 }
 
 impl Sender {
-    fn shipped(name: &str) -> Sender {
+    pub(crate) fn shipped(name: &str) -> Sender {
         let groups = groups(&[("default", &["1000", "1001"])]);
         let source = load(&repo_file(&format!("mappings/{name}.yaml")), &groups);
         Sender { source, groups }
     }
 
-    fn mapped(&self, headers: &[(&str, &str)], body: &[u8]) -> Routed {
+    pub(crate) fn mapped(&self, headers: &[(&str, &str)], body: &[u8]) -> Routed {
         map(&self.source, &self.groups, headers, body)
     }
 
     /// Renders one valid composite for the group `default`, or panics.
-    fn card(&self, headers: &[(&str, &str)], body: &[u8]) -> Card {
+    pub(crate) fn card(&self, headers: &[(&str, &str)], body: &[u8]) -> Card {
         match self.mapped(headers, body) {
             Routed::Rendered { rule, messages } => {
                 assert_eq!(messages.len(), 1);
@@ -99,21 +99,21 @@ impl Sender {
     }
 }
 
-fn fixture(rel: &str) -> Vec<u8> {
+pub(crate) fn fixture(rel: &str) -> Vec<u8> {
     let path = repo_file(&format!("tests/fixtures/{rel}"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn fixture_json(rel: &str) -> Value {
+pub(crate) fn fixture_json(rel: &str) -> Value {
     serde_json::from_slice(&fixture(rel)).unwrap()
 }
 
-fn bytes(v: &Value) -> Vec<u8> {
+pub(crate) fn bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
 }
 
 /// Every `.json` file of `tests/fixtures/<dir>`, by file name.
-fn fixtures_of(dir: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn fixtures_of(dir: &str) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(repo_file(&format!("tests/fixtures/{dir}")))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -191,17 +191,21 @@ fn a_grafana_alert_group_reads_like_an_alertmanager_one_with_grafanas_urls_and_v
         [
             (
                 "High memory usage".to_string(),
-                "firing: This alert was triggered for zone us-1".to_string()
+                "firing (zone=us-1): This alert was triggered for zone us-1 — B=44.23943737541908, C=1"
+                    .to_string()
             ),
             (
                 "High CPU usage".to_string(),
-                "firing: This alert was triggered for zone eu-1".to_string()
+                "firing (zone=eu-1): This alert was triggered for zone eu-1 — B=44.23943737541908, C=1"
+                    .to_string()
             ),
-        ]
+        ],
+        "each alert's row says what sets it apart and what its rule evaluated"
     );
     assert_eq!(
         card.row("Values High memory usage"),
-        Some(r#"{"B":44.23943737541908,"C":1}"#)
+        None,
+        "values are in the alert's row, not raw JSON in a row of their own"
     );
     assert_eq!(
         card.row("Silence High CPU usage"),
@@ -256,7 +260,7 @@ fn a_resolved_grafana_alert_shows_when_it_ended_and_its_dashboard_panel_and_scre
     assert_eq!(card.title, "[RESOLVED:1] High memory usage CRITICAL");
     assert_eq!(
         card.rows[0].1,
-        "resolved: This alert was triggered for zone us-1"
+        "resolved (zone=us-1): This alert was triggered for zone us-1 — B=44.23943737541908, C=1"
     );
     assert_eq!(card.row("Ended"), Some("2021-10-12 16:01:03"));
     assert_eq!(

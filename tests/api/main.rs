@@ -6,6 +6,7 @@ mod admin;
 mod binary;
 mod card_quality;
 mod cards;
+mod catalogue_alerts;
 mod catalogue_git;
 mod catalogue_ops;
 mod console;

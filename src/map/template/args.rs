@@ -28,6 +28,20 @@ pub(super) const fn optional(kind: ArgKind) -> Param {
     }
 }
 
+/// One to eight positions of one kind: a filter that takes a list of keys.
+pub(super) const fn one_to_eight(kind: ArgKind) -> [Param; 8] {
+    [
+        required(kind),
+        optional(kind),
+        optional(kind),
+        optional(kind),
+        optional(kind),
+        optional(kind),
+        optional(kind),
+        optional(kind),
+    ]
+}
+
 /// The kind of value an argument position accepts.
 #[derive(Clone, Copy)]
 pub(super) enum ArgKind {

@@ -2,7 +2,9 @@
 //! `|`, the arguments it takes, its usage line and the function that builds it. The parser looks
 //! a filter up here and checks its arguments against the row before the function sees them, so
 //! adding a filter is adding a row and its function (and its line in `docs/mapping.md`, which a
-//! test holds to this table).
+//! test holds to this table). The longer functions sit in two files beside this one:
+//! `collections` (filters that read lists and objects whole) and `texts` (filters that rewrite
+//! text with a regex or a base address).
 //!
 //! A filter is built once, when the template compiles: bad argument values (a regex, a date
 //! format) are errors then, and a render only runs the built filter, which never fails.
@@ -16,10 +18,13 @@ use serde_json::Value;
 
 use super::super::jsonpath::Scope;
 use super::args::{
-    Arg, ArgKind, ArgValue, Param, int_arg, optional, required, str_arg, string_arg,
+    Arg, ArgKind, ArgValue, Param, int_arg, one_to_eight, optional, required, str_arg, string_arg,
 };
 use super::text::{text_of, write_text};
 use super::value_of;
+
+mod collections;
+mod texts;
 
 /// One filter of the language.
 pub(super) struct FilterDef {
@@ -140,6 +145,54 @@ pub(super) static FILTERS: &[FilterDef] = &[
                 ))
             })
         },
+    },
+    FilterDef {
+        name: "pairs",
+        args: &[optional(ArgKind::Str)],
+        usage: "pairs takes at most one string argument (the separator)",
+        build: collections::pairs,
+    },
+    FilterDef {
+        name: "omit",
+        args: &one_to_eight(ArgKind::Any),
+        usage: "omit takes one to eight arguments: keys, or JSONPaths to objects whose keys to drop",
+        build: collections::omit,
+    },
+    FilterDef {
+        name: "pick",
+        args: &one_to_eight(ArgKind::Str),
+        usage: "pick takes one to eight string arguments (the keys, in order of preference)",
+        build: collections::pick,
+    },
+    FilterDef {
+        name: "unique",
+        args: &[],
+        usage: "unique takes no arguments",
+        build: collections::unique,
+    },
+    FilterDef {
+        name: "count_by",
+        args: &[required(ArgKind::Str)],
+        usage: "count_by takes one string argument (the key whose values are counted)",
+        build: collections::count_by,
+    },
+    FilterDef {
+        name: "wrap",
+        args: &[required(ArgKind::Str), optional(ArgKind::Str)],
+        usage: "wrap takes one or two string arguments ('before', 'after')",
+        build: texts::wrap,
+    },
+    FilterDef {
+        name: "replace_re",
+        args: &[required(ArgKind::Str), required(ArgKind::Str)],
+        usage: "replace_re takes two string arguments ('regex', 'replacement')",
+        build: texts::replace_re,
+    },
+    FilterDef {
+        name: "absolute_url",
+        args: &[required(ArgKind::Any)],
+        usage: "absolute_url takes one argument: the base address, a string or a JSONPath",
+        build: texts::absolute_url,
     },
     FilterDef {
         name: "first",

@@ -508,7 +508,7 @@ fn left_keeps_the_first_characters_without_an_ellipsis() {
 }
 
 #[test]
-fn a_path_argument_is_only_accepted_by_default() {
+fn a_path_argument_is_refused_where_the_filter_row_takes_none() {
     let err = Template::compile("{$.a | join($.b)}", &TOP).unwrap_err();
     assert_eq!(err.offset, 12);
     let err = Template::compile("{$.a | default(@.b)}", &TOP).unwrap_err();
