@@ -2,7 +2,8 @@
 //! `|`, the arguments it takes, its usage line and the function that builds it. The parser looks
 //! a filter up here and checks its arguments against the row before the function sees them, so
 //! adding a filter is adding a row and its function (and its line in `docs/mapping.md`, which a
-//! test holds to this table).
+//! test holds to this table). Functions longer than a few lines live in submodules: `pick`
+//! (`tail`, `capture`), `urls` (`url_join`) and `fallback` (`otherwise`).
 //!
 //! A filter is built once, when the template compiles: bad argument values (a regex, a date
 //! format) are errors then, and a render only runs the built filter, which never fails.
@@ -163,6 +164,30 @@ pub(super) static FILTERS: &[FilterDef] = &[
         args: &[optional(ArgKind::Str)],
         usage: "first_url takes at most one string argument (a regex of addresses to skip)",
         build: first_url,
+    },
+    FilterDef {
+        name: "tail",
+        args: &[required(ArgKind::Int)],
+        usage: "tail takes one integer argument",
+        build: pick::tail,
+    },
+    FilterDef {
+        name: "url_join",
+        args: &[required(ArgKind::Any)],
+        usage: "url_join takes one argument: the base address, a string or a JSONPath",
+        build: urls::url_join,
+    },
+    FilterDef {
+        name: "otherwise",
+        args: &[required(ArgKind::Str)],
+        usage: "otherwise takes one string argument: a template",
+        build: fallback::otherwise,
+    },
+    FilterDef {
+        name: "capture",
+        args: &[required(ArgKind::Str)],
+        usage: "capture takes one string argument (a regex)",
+        build: pick::capture,
     },
 ];
 
@@ -443,6 +468,10 @@ fn find_url<'v>(root: &'v Value, skip: Option<&regex::Regex>) -> Option<&'v str>
     }
     None
 }
+
+mod fallback;
+mod pick;
+mod urls;
 
 #[cfg(test)]
 mod tests;
