@@ -380,15 +380,16 @@ fn a_new_sentry_issue_shows_the_error_where_it_happened_and_how_often() {
         &fixture("sentry/issue.created.json"),
     );
     assert_eq!(card.rule, "issue");
+    assert_eq!(card.title, "[CREATED] front-end: ReferenceError");
     assert_eq!(
-        card.title,
-        "[CREATED] FRONT-END-9: ReferenceError: blooopy is not defined"
+        card.first.as_deref(),
+        Some("ReferenceError: blooopy is not defined")
     );
-    assert_eq!(card.first.as_deref(), Some("?(runner)"));
     assert_eq!(
         card.labels(),
         [
-            "Project",
+            "Issue",
+            "Location",
             "Level",
             "Status",
             "Events",
@@ -397,14 +398,15 @@ fn a_new_sentry_issue_shows_the_error_where_it_happened_and_how_often() {
             "Last seen"
         ]
     );
-    assert_eq!(card.row("Project"), Some("front-end"));
+    assert_eq!(card.row("Issue"), Some("FRONT-END-9"));
+    assert_eq!(card.row("Location"), Some("?(runner)"));
     assert_eq!(card.row("Level"), Some("ERROR"));
     assert_eq!(card.row("Status"), Some("escalating"));
     assert_eq!(card.row("First seen"), Some("2019-08-20 04:58:37"));
     assert_eq!(card.link_title, "Open issue");
     assert_eq!(
-        card.link, "https://sentry.io/",
-        "the documented example has no web_url"
+        card.link, "https://sentry.io/issues/1170820242/",
+        "the documented example has no web_url: the issue's address without the organization"
     );
 }
 
@@ -418,10 +420,7 @@ fn a_sentry_issue_links_to_its_page_and_names_who_resolved_it() {
     body["data"]["issue"]["web_url"] =
         "https://sentry.io/organizations/test-org/issues/1170820242/".into();
     let card = Sender::shipped("sentry").card(&[("Sentry-Hook-Resource", "issue")], &bytes(&body));
-    assert_eq!(
-        card.title,
-        "[RESOLVED] FRONT-END-9: ReferenceError: blooopy is not defined"
-    );
+    assert_eq!(card.title, "[RESOLVED] front-end: ReferenceError");
     assert_eq!(card.row("Status"), Some("resolved"));
     assert_eq!(card.row("By"), Some("Meredith Heller"));
     assert_eq!(
@@ -437,7 +436,11 @@ fn a_sentry_issue_alert_names_the_rule_and_links_to_the_event() {
         &fixture("sentry/event_alert.triggered.json"),
     );
     assert_eq!(card.rule, "event-alert");
-    assert_eq!(card.title, "[TRIGGERED] Very Important Alert Rule! ERROR");
+    assert_eq!(
+        card.title,
+        "[TRIGGERED] front-end: Very Important Alert Rule!"
+    );
+    assert_eq!(card.row("Level"), Some("ERROR"));
     assert_eq!(
         card.first.as_deref(),
         Some("ReferenceError: heck is not defined")
@@ -473,13 +476,12 @@ fn a_sentry_metric_alert_reads_like_an_alert_with_its_description() {
         &fixture("sentry/metric_alert.resolved.json"),
     );
     assert_eq!(card.rule, "metric-alert");
-    assert_eq!(card.title, "[RESOLVED] Too many errors");
+    assert_eq!(card.title, "[RESOLVED] bar: Too many errors");
     assert_eq!(card.first.as_deref(), Some("Resolved: Too many errors"));
     assert_eq!(
         card.row("Description"),
         Some("1000 events in the last 10 minutes; Filter: level:error")
     );
-    assert_eq!(card.row("Projects"), Some("bar"));
     assert_eq!(card.row("Query"), Some("level:error"));
     assert_eq!(card.link, "https://sentry.io/organizations/baz/alerts/1/");
 
@@ -489,7 +491,7 @@ fn a_sentry_metric_alert_reads_like_an_alert_with_its_description() {
         &[("Sentry-Hook-Resource", "metric_alert")],
         &bytes(&critical),
     );
-    assert_eq!(card.title, "[CRITICAL] Too many errors");
+    assert_eq!(card.title, "[CRITICAL] bar: Too many errors");
 }
 
 #[test]
@@ -499,8 +501,12 @@ fn a_sentry_error_event_shows_the_error_and_links_to_it() {
         &fixture("sentry/error.created.json"),
     );
     assert_eq!(card.rule, "error");
-    assert_eq!(card.title, "[ERROR] ReferenceError: blooopy is not defined");
-    assert_eq!(card.first.as_deref(), Some("?(runner)"));
+    assert_eq!(card.title, "[ERROR] front-end: ReferenceError");
+    assert_eq!(
+        card.first.as_deref(),
+        Some("ReferenceError: blooopy is not defined")
+    );
+    assert_eq!(card.row("Culprit"), Some("?(runner)"));
     assert_eq!(card.row("Location"), Some("/runner"));
     assert_eq!(card.row("Issue"), Some("1170820242"));
     assert_eq!(
