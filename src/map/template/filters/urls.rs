@@ -37,7 +37,7 @@ pub(super) fn url_join(args: &[Arg]) -> Result<Filter, String> {
             return Err("url_join takes a base address: a string or a JSONPath".into());
         }
     };
-    on_value(base, |base, value, scope| joined(base, value, scope))
+    on_value(base, joined)
 }
 
 fn joined<'v>(base: &'v Base, value: Cow<'v, Value>, scope: &Scope<'v>) -> Cow<'v, Value> {
