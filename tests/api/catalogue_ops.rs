@@ -16,53 +16,58 @@ use crate::cards::{assert_valid_composite, groups, load, map};
 use crate::helpers::{Options, mapping_with_secret_file, repo_file, spawn_app};
 
 // ---------------------------------------------------------------------------------------------
-// Helpers (the first four as in mapping.rs)
+// Helpers (the first four as in mapping.rs; catalogue_ci.rs uses them too)
 
 /// A card as the tests read it.
 #[derive(Debug)]
-struct Card {
-    rule: String,
-    title: String,
-    first: Option<String>,
-    rows: Vec<(String, String)>,
-    remark: Option<String>,
-    link_title: String,
-    link: String,
+pub(crate) struct Card {
+    pub(crate) rule: String,
+    pub(crate) title: String,
+    pub(crate) first: Option<String>,
+    pub(crate) rows: Vec<(String, String)>,
+    pub(crate) remark: Option<String>,
+    pub(crate) link_title: String,
+    pub(crate) link: String,
 }
 
 impl Card {
     /// The value of the first row with this label.
-    fn row(&self, label: &str) -> Option<&str> {
+    pub(crate) fn row(&self, label: &str) -> Option<&str> {
         self.rows
             .iter()
             .find(|(l, _)| l == label)
             .map(|(_, v)| v.as_str())
     }
 
-    fn labels(&self) -> Vec<&str> {
+    pub(crate) fn labels(&self) -> Vec<&str> {
         self.rows.iter().map(|(l, _)| l.as_str()).collect()
     }
 }
 
 /// The shipped mapping `mappings/<sender>.yaml`, routing to a group `default`.
-struct Sender {
+pub(crate) struct Sender {
     source: Source,
     groups: Groups,
 }
 
 impl Sender {
-    fn shipped(name: &str) -> Sender {
+    pub(crate) fn shipped(name: &str) -> Sender {
+        Sender::from_file(&repo_file(&format!("mappings/{name}.yaml")))
+    }
+
+    /// The mapping file at `path`, routing to a group `default`.
+    pub(crate) fn from_file(path: &Path) -> Sender {
         let groups = groups(&[("default", &["1000", "1001"])]);
-        let source = load(&repo_file(&format!("mappings/{name}.yaml")), &groups);
+        let source = load(path, &groups);
         Sender { source, groups }
     }
 
-    fn mapped(&self, headers: &[(&str, &str)], body: &[u8]) -> Routed {
+    pub(crate) fn mapped(&self, headers: &[(&str, &str)], body: &[u8]) -> Routed {
         map(&self.source, &self.groups, headers, body)
     }
 
     /// Renders one valid composite for the group `default`, or panics.
-    fn card(&self, headers: &[(&str, &str)], body: &[u8]) -> Card {
+    pub(crate) fn card(&self, headers: &[(&str, &str)], body: &[u8]) -> Card {
         match self.mapped(headers, body) {
             Routed::Rendered { rule, messages } => {
                 assert_eq!(messages.len(), 1);
@@ -88,7 +93,7 @@ impl Sender {
     }
 
     /// The reason of an ignored event, or panics.
-    fn ignored(&self, headers: &[(&str, &str)], body: &[u8]) -> String {
+    pub(crate) fn ignored(&self, headers: &[(&str, &str)], body: &[u8]) -> String {
         match self.mapped(headers, body) {
             Routed::Ignored { reason } => {
                 assert!(!reason.trim().is_empty(), "ignored without a reason");
@@ -99,16 +104,16 @@ impl Sender {
     }
 }
 
-fn fixture(rel: &str) -> Vec<u8> {
+pub(crate) fn fixture(rel: &str) -> Vec<u8> {
     let path = repo_file(&format!("tests/fixtures/{rel}"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn fixture_json(rel: &str) -> Value {
+pub(crate) fn fixture_json(rel: &str) -> Value {
     serde_json::from_slice(&fixture(rel)).unwrap()
 }
 
-fn bytes(v: &Value) -> Vec<u8> {
+pub(crate) fn bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
 }
 

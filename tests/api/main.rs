@@ -5,6 +5,7 @@
 mod admin;
 mod binary;
 mod cards;
+mod catalogue_ci;
 mod catalogue_git;
 mod catalogue_ops;
 mod contract;
