@@ -16,7 +16,7 @@ use crate::cards::{assert_valid_composite, groups, load, map};
 use crate::helpers::{Options, mapping_with_secret_file, repo_file, spawn_app};
 
 // ---------------------------------------------------------------------------------------------
-// Helpers (the first four as in mapping.rs)
+// Helpers (the first four as in mapping.rs; catalogue_ci.rs uses them too)
 
 /// A card as the tests read it (catalogue_alerts reads them too).
 #[derive(Debug)]
@@ -52,8 +52,13 @@ pub(crate) struct Sender {
 
 impl Sender {
     pub(crate) fn shipped(name: &str) -> Sender {
+        Sender::from_file(&repo_file(&format!("mappings/{name}.yaml")))
+    }
+
+    /// The mapping file at `path`, routing to a group `default`.
+    pub(crate) fn from_file(path: &Path) -> Sender {
         let groups = groups(&[("default", &["1000", "1001"])]);
-        let source = load(&repo_file(&format!("mappings/{name}.yaml")), &groups);
+        let source = load(path, &groups);
         Sender { source, groups }
     }
 
@@ -88,7 +93,7 @@ impl Sender {
     }
 
     /// The reason of an ignored event, or panics.
-    fn ignored(&self, headers: &[(&str, &str)], body: &[u8]) -> String {
+    pub(crate) fn ignored(&self, headers: &[(&str, &str)], body: &[u8]) -> String {
         match self.mapped(headers, body) {
             Routed::Ignored { reason } => {
                 assert!(!reason.trim().is_empty(), "ignored without a reason");
@@ -384,15 +389,16 @@ fn a_new_sentry_issue_shows_the_error_where_it_happened_and_how_often() {
         &fixture("sentry/issue.created.json"),
     );
     assert_eq!(card.rule, "issue");
+    assert_eq!(card.title, "[CREATED] front-end: ReferenceError");
     assert_eq!(
-        card.title,
-        "[CREATED] FRONT-END-9: ReferenceError: blooopy is not defined"
+        card.first.as_deref(),
+        Some("ReferenceError: blooopy is not defined")
     );
-    assert_eq!(card.first.as_deref(), Some("?(runner)"));
     assert_eq!(
         card.labels(),
         [
-            "Project",
+            "Issue",
+            "Location",
             "Level",
             "Status",
             "Events",
@@ -401,14 +407,15 @@ fn a_new_sentry_issue_shows_the_error_where_it_happened_and_how_often() {
             "Last seen"
         ]
     );
-    assert_eq!(card.row("Project"), Some("front-end"));
+    assert_eq!(card.row("Issue"), Some("FRONT-END-9"));
+    assert_eq!(card.row("Location"), Some("?(runner)"));
     assert_eq!(card.row("Level"), Some("ERROR"));
     assert_eq!(card.row("Status"), Some("escalating"));
     assert_eq!(card.row("First seen"), Some("2019-08-20 04:58:37"));
     assert_eq!(card.link_title, "Open issue");
     assert_eq!(
-        card.link, "https://sentry.io/",
-        "the documented example has no web_url"
+        card.link, "https://sentry.io/issues/1170820242/",
+        "the documented example has no web_url: the issue's address without the organization"
     );
 }
 
@@ -422,10 +429,7 @@ fn a_sentry_issue_links_to_its_page_and_names_who_resolved_it() {
     body["data"]["issue"]["web_url"] =
         "https://sentry.io/organizations/test-org/issues/1170820242/".into();
     let card = Sender::shipped("sentry").card(&[("Sentry-Hook-Resource", "issue")], &bytes(&body));
-    assert_eq!(
-        card.title,
-        "[RESOLVED] FRONT-END-9: ReferenceError: blooopy is not defined"
-    );
+    assert_eq!(card.title, "[RESOLVED] front-end: ReferenceError");
     assert_eq!(card.row("Status"), Some("resolved"));
     assert_eq!(card.row("By"), Some("Meredith Heller"));
     assert_eq!(
@@ -441,7 +445,11 @@ fn a_sentry_issue_alert_names_the_rule_and_links_to_the_event() {
         &fixture("sentry/event_alert.triggered.json"),
     );
     assert_eq!(card.rule, "event-alert");
-    assert_eq!(card.title, "[TRIGGERED] Very Important Alert Rule! ERROR");
+    assert_eq!(
+        card.title,
+        "[TRIGGERED] front-end: Very Important Alert Rule!"
+    );
+    assert_eq!(card.row("Level"), Some("ERROR"));
     assert_eq!(
         card.first.as_deref(),
         Some("ReferenceError: heck is not defined")
@@ -477,13 +485,12 @@ fn a_sentry_metric_alert_reads_like_an_alert_with_its_description() {
         &fixture("sentry/metric_alert.resolved.json"),
     );
     assert_eq!(card.rule, "metric-alert");
-    assert_eq!(card.title, "[RESOLVED] Too many errors");
+    assert_eq!(card.title, "[RESOLVED] bar: Too many errors");
     assert_eq!(card.first.as_deref(), Some("Resolved: Too many errors"));
     assert_eq!(
         card.row("Description"),
         Some("1000 events in the last 10 minutes; Filter: level:error")
     );
-    assert_eq!(card.row("Projects"), Some("bar"));
     assert_eq!(card.row("Query"), Some("level:error"));
     assert_eq!(card.link, "https://sentry.io/organizations/baz/alerts/1/");
 
@@ -493,7 +500,7 @@ fn a_sentry_metric_alert_reads_like_an_alert_with_its_description() {
         &[("Sentry-Hook-Resource", "metric_alert")],
         &bytes(&critical),
     );
-    assert_eq!(card.title, "[CRITICAL] Too many errors");
+    assert_eq!(card.title, "[CRITICAL] bar: Too many errors");
 }
 
 #[test]
@@ -503,8 +510,12 @@ fn a_sentry_error_event_shows_the_error_and_links_to_it() {
         &fixture("sentry/error.created.json"),
     );
     assert_eq!(card.rule, "error");
-    assert_eq!(card.title, "[ERROR] ReferenceError: blooopy is not defined");
-    assert_eq!(card.first.as_deref(), Some("?(runner)"));
+    assert_eq!(card.title, "[ERROR] front-end: ReferenceError");
+    assert_eq!(
+        card.first.as_deref(),
+        Some("ReferenceError: blooopy is not defined")
+    );
+    assert_eq!(card.row("Culprit"), Some("?(runner)"));
     assert_eq!(card.row("Location"), Some("/runner"));
     assert_eq!(card.row("Issue"), Some("1170820242"));
     assert_eq!(
@@ -635,7 +646,7 @@ fn jenkins_started_and_completed_phases_are_ignored_because_finalized_follows() 
     );
     assert_eq!(
         jenkins.ignored(&[], br#"{"text": "not from the Notification plugin"}"#),
-        "not a finished build of the Jenkins Notification plugin (no build.phase FINALIZED)"
+        "not a finished build of the Jenkins Notification plugin (no build.phase FINALIZED, or FINISHED from plugin versions before 1.6)"
     );
 }
 

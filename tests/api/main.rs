@@ -7,6 +7,7 @@ mod binary;
 mod card_quality;
 mod cards;
 mod catalogue_alerts;
+mod catalogue_ci;
 mod catalogue_git;
 mod catalogue_ops;
 mod console;

@@ -2,9 +2,10 @@
 //! `|`, the arguments it takes, its usage line and the function that builds it. The parser looks
 //! a filter up here and checks its arguments against the row before the function sees them, so
 //! adding a filter is adding a row and its function (and its line in `docs/mapping.md`, which a
-//! test holds to this table). The longer functions sit in two files beside this one:
-//! `collections` (filters that read lists and objects whole) and `texts` (filters that rewrite
-//! text with a regex or a base address).
+//! test holds to this table). Functions longer than a few lines live in files beside this
+//! one: `collections` (filters that read lists and objects whole), `texts` (filters that
+//! rewrite text with a regex or a base address), `pick` (`tail`, `capture`), `urls`
+//! (`url_join`) and `fallback` (`otherwise`).
 //!
 //! A filter is built once, when the template compiles: bad argument values (a regex, a date
 //! format) are errors then, and a render only runs the built filter, which never fails.
@@ -228,6 +229,30 @@ pub(super) static FILTERS: &[FilterDef] = &[
         args: &[optional(ArgKind::Str)],
         usage: "duration takes at most one string argument, the unit of the number: 's' (default) or 'ms'",
         build: duration,
+    },
+    FilterDef {
+        name: "tail",
+        args: &[required(ArgKind::Int)],
+        usage: "tail takes one integer argument",
+        build: pick::tail,
+    },
+    FilterDef {
+        name: "url_join",
+        args: &[required(ArgKind::Any)],
+        usage: "url_join takes one argument: the base address, a string or a JSONPath",
+        build: urls::url_join,
+    },
+    FilterDef {
+        name: "otherwise",
+        args: &[required(ArgKind::Str)],
+        usage: "otherwise takes one string argument: a template",
+        build: fallback::otherwise,
+    },
+    FilterDef {
+        name: "capture",
+        args: &[required(ArgKind::Str)],
+        usage: "capture takes one string argument (a regex)",
+        build: pick::capture,
     },
 ];
 
@@ -508,6 +533,10 @@ fn find_url<'v>(root: &'v Value, skip: Option<&regex::Regex>) -> Option<&'v str>
     }
     None
 }
+
+mod fallback;
+mod pick;
+mod urls;
 
 #[cfg(test)]
 mod tests;

@@ -8,8 +8,8 @@
 //! Layout:
 //! - this file: the compiled form and its evaluation;
 //! - `parse`: reads template text into it, checking each filter call against its row;
-//! - `filters`: the table of filters, one row each (adding a filter touches only that file, or
-//!   its `collections`/`texts` beside it for a longer function);
+//! - `filters`: the table of filters, one row each (adding a filter is a row there and its
+//!   function, there or in one of its submodules);
 //! - `args`: a filter call's arguments, as the parser reads them and the rows declare them;
 //! - `text`: the text rendering of values.
 
