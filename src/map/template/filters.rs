@@ -164,6 +164,17 @@ pub(super) static FILTERS: &[FilterDef] = &[
         usage: "first_url takes at most one string argument (a regex of addresses to skip)",
         build: first_url,
     },
+    FilterDef {
+        name: "wrap",
+        args: &[required(ArgKind::Str), required(ArgKind::Str)],
+        usage: "wrap takes two string arguments ('before', 'after')",
+        build: |args| {
+            on_value(
+                (string_arg(args, 0), string_arg(args, 1)),
+                |(before, after), value, _| wrap(value, before, after),
+            )
+        },
+    },
 ];
 
 /// The row of filter `name`.
@@ -399,6 +410,18 @@ fn first(value: Cow<'_, Value>) -> Cow<'_, Value> {
         Cow::Owned(Value::Array(_)) => Cow::Owned(Value::Null),
         other => other,
     }
+}
+
+/// `before` + the text + `after`, or nothing when the value is blank (missing, null, "" or []),
+/// so that a label or separator appears only with its value: `MR{$.iid | wrap(' !', '')}`.
+fn wrap<'v>(value: Cow<'v, Value>, before: &str, after: &str) -> Cow<'v, Value> {
+    if is_blank(&value) {
+        return Cow::Owned(Value::Null);
+    }
+    let mut out = String::from(before);
+    write_text(&mut out, &value);
+    out.push_str(after);
+    Cow::Owned(Value::String(out))
 }
 
 fn first_url(args: &[Arg]) -> Result<Filter, String> {
