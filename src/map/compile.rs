@@ -210,17 +210,21 @@ fn compile_when(when: &Spanned<WhenSpec>, report: &mut Reporter) -> Option<Condi
     for (key, values) in &w.header {
         // `A|B` names alternatives: the first of them that the request carries is tested.
         let mut names = Vec::new();
-        for name in key.split('|').map(str::trim) {
+        let mut at = 0;
+        for part in key.split('|') {
+            let name = part.trim();
             if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                let leading = part.chars().take_while(|c| c.is_whitespace()).count();
                 report.error_in_key(
                     &values.referenced,
                     key,
-                    0,
+                    at + leading,
                     format!("{name:?} is not a valid header name"),
                 );
                 ok = false;
             }
             names.push(name.to_ascii_lowercase());
+            at += part.chars().count() + 1;
         }
         cond.headers.push((names, values.value.values()));
     }
