@@ -6,6 +6,7 @@ mod admin;
 mod binary;
 mod cards;
 mod catalogue_git;
+mod catalogue_git_events;
 mod catalogue_ops;
 mod contract;
 mod debug_logs;
