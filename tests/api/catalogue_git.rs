@@ -865,7 +865,7 @@ fn bitbucket_payloads_without_links_and_unmapped_keys_are_ignored_with_a_reason(
 // ---- Every fixture, and the same event across hosts ----
 
 /// Every fixture of every Git host, with the event its sender names it by.
-const FIXTURES: &[(&str, &str, &str)] = &[
+pub(crate) const FIXTURES: &[(&str, &str, &str)] = &[
     ("gitlab", "Push Hook", "push.json"),
     ("gitlab", "Tag Push Hook", "tag_push.json"),
     ("gitlab", "Merge Request Hook", "merge_request.open.json"),
@@ -907,6 +907,7 @@ const FIXTURES: &[(&str, &str, &str)] = &[
     ("gitea", "delete", "delete.tag.json"),
     ("gitea", "delete", "delete.branch.json"),
     ("bitbucket", "repo:push", "cloud.repo_push.json"),
+    ("bitbucket", "repo:push", "cloud.repo_push.new_branch.json"),
     (
         "bitbucket",
         "pullrequest:fulfilled",

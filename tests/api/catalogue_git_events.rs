@@ -128,6 +128,37 @@ fn a_gitlab_push_that_creates_a_branch_without_commits_says_so() {
 }
 
 #[test]
+fn a_bitbucket_cloud_push_that_creates_a_branch_says_so() {
+    // A real bitbucket.org delivery (drone/go-scm's push_branch_create.json), two commits.
+    let bitbucket = Sender::bitbucket();
+    let card = bitbucket.card(
+        "repo:push",
+        "cloud.repo_push.new_branch.json",
+        "cloud-push-new-branch",
+    );
+    assert_eq!(card.head.title, "brydzewski/foo: 2 commit(s) to develop");
+    assert_eq!(
+        first(&card),
+        "Brad Rydzewski pushed to develop (new branch)"
+    );
+    assert_eq!(
+        rows(&card),
+        vec![("141977f", "Update README"), ("40e7580", "initial commit")]
+    );
+    // The same branch created at an already pushed commit lists none.
+    let mut empty = bitbucket.fixture("cloud.repo_push.new_branch.json");
+    empty["push"]["changes"][0]["commits"] = json!([]);
+    let card = bitbucket.card_of("repo:push", &empty, "cloud-push-new-branch-empty");
+    assert_eq!(card.head.title, "brydzewski/foo: branch develop created");
+    assert_eq!(row(&card, "At"), "141977f Update README");
+    assert_reads_well(
+        &card,
+        "brydzewski/foo",
+        "https://bitbucket.org/brydzewski/foo/branch/develop",
+    );
+}
+
+#[test]
 fn no_push_of_a_tag_or_a_new_branch_reads_zero_commits() {
     let (github, gitea, gitlab) = (Sender::github(), Sender::gitea(), Sender::gitlab());
     let mut gitea_tag = gitea.fixture("push.new-branch.json");
@@ -916,6 +947,33 @@ fn every_new_github_fixture_renders_a_card_that_reads_well_or_is_ignored_with_a_
             }
             Routed::Ignored { reason } => assert!(!reason.is_empty(), "{name}"),
             Routed::Failed { rule, reason } => panic!("{name}: rule {rule}: {reason}"),
+        }
+    }
+}
+
+#[test]
+fn every_gitlab_gitea_and_bitbucket_fixture_card_reads_well() {
+    let senders = [
+        ("gitlab", Sender::gitlab()),
+        ("gitea", Sender::gitea()),
+        ("bitbucket", Sender::bitbucket()),
+    ];
+    for (dir, event, file) in crate::catalogue_git::FIXTURES {
+        let sender = &senders.iter().find(|(d, _)| d == dir).unwrap().1;
+        if let Routed::Rendered { messages, .. } = sender.map(event, &sender.fixture(file)) {
+            let card = &messages[0].composite;
+            // The subject is the repository, written owner/name before the colon.
+            let subject = card
+                .head
+                .title
+                .trim_start_matches(['❌', '⚠', '\u{fe0f}', ' '])
+                .split(": ")
+                .next()
+                .unwrap()
+                .to_string();
+            assert!(subject.contains('/'), "{dir}/{file}: {}", card.head.title);
+            let link = card.link.url.clone();
+            assert_reads_well(card, &subject, &link);
         }
     }
 }
