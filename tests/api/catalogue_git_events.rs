@@ -232,18 +232,8 @@ fn a_push_from_a_newer_forgejo_that_names_it_only_in_x_forgejo_event_renders_as_
 #[actix_rt::test]
 async fn a_signed_forgejo_push_with_only_forgejo_headers_is_accepted_stored_and_deduplicated() {
     let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("gitea.secret");
-    std::fs::write(&secret_file, "codeberg").unwrap();
-    let yaml = std::fs::read_to_string(repo_file("mappings/gitea.yaml"))
-        .unwrap()
-        .replacen(
-            "  preset: gitea",
-            &format!(
-                "  preset: gitea\n  secrets: [{{file: {}}}]",
-                secret_file.display()
-            ),
-            1,
-        );
+    let yaml =
+        crate::helpers::shipped_mapping_with_secret_file(dir.path(), "gitea", "gitea", "codeberg");
     let app = crate::helpers::spawn_app(crate::helpers::Options {
         mappings: vec![("gitea".into(), yaml)],
         tweak: None,

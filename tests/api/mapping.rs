@@ -310,19 +310,8 @@ fn recipients_come_from_groups_ids_and_payload_lookups_with_a_fallback_and_no_re
 #[actix_rt::test]
 async fn a_signed_push_through_the_shipped_mapping_is_stored_as_a_valid_composite_body() {
     let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("gh.secret");
-    std::fs::write(&secret_file, "e2e").unwrap();
-    // The shipped file, with the secret read from a file instead of the process environment.
-    let yaml = std::fs::read_to_string(repo_file("mappings/github.yaml"))
-        .unwrap()
-        .replacen(
-            "  preset: github",
-            &format!(
-                "  preset: github\n  secrets: [{{file: {}}}]",
-                secret_file.display()
-            ),
-            1,
-        );
+    let yaml =
+        crate::helpers::shipped_mapping_with_secret_file(dir.path(), "github", "github", "e2e");
     let app = crate::helpers::spawn_app(crate::helpers::Options {
         mappings: vec![("github".into(), yaml)],
         tweak: None,
