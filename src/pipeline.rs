@@ -120,7 +120,7 @@ pub fn process(source: &Source, payload: &Verified<Payload>, groups: &Groups, tz
         event_type: source
             .event_header
             .as_deref()
-            .and_then(|h| p.webhook.header(h))
+            .and_then(|h| h.split('|').find_map(|name| p.webhook.header(name.trim())))
             .map(str::to_string),
         delivery_id: delivery_id(&source.dedup, p, tz),
         received_at: p.webhook.received_at,

@@ -74,7 +74,7 @@ pub struct Source {
     pub file: PathBuf,
     /// How requests are verified.
     pub verifier: Verifier,
-    /// The header naming the event type, from the preset.
+    /// The header naming the event type, from the preset (`A|B`: the first present one).
     pub event_header: Option<String>,
     /// Where the delivery id is.
     pub dedup: Dedup,

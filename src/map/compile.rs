@@ -328,18 +328,26 @@ fn compile_when(when: &Spanned<WhenSpec>, report: &mut Reporter) -> Option<Condi
     let w = &when.value;
     let mut ok = true;
     let mut cond = Condition::default();
-    for (name, values) in &w.header {
-        if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            report.error_in_key(
-                &values.referenced,
-                name,
-                0,
-                format!("{name:?} is not a valid header name"),
-            );
-            ok = false;
+    for (key, values) in &w.header {
+        // `A|B` names alternatives: the first of them that the request carries is tested.
+        let mut names = Vec::new();
+        let mut at = 0;
+        for part in key.split('|') {
+            let name = part.trim();
+            if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                let leading = part.chars().take_while(|c| c.is_whitespace()).count();
+                report.error_in_key(
+                    &values.referenced,
+                    key,
+                    at + leading,
+                    format!("{name:?} is not a valid header name"),
+                );
+                ok = false;
+            }
+            names.push(name.to_ascii_lowercase());
+            at += part.chars().count() + 1;
         }
-        cond.headers
-            .push((name.to_ascii_lowercase(), values.value.values()));
+        cond.headers.push((names, values.value.values()));
     }
     for (expr, values) in &w.matches {
         let trimmed = expr.trim();

@@ -46,8 +46,9 @@ pub struct Rule {
 /// Every test must hold.
 #[derive(Debug, Default)]
 pub struct Condition {
-    /// Lower-cased header name → accepted values.
-    pub headers: Vec<(String, Vec<String>)>,
+    /// Lower-cased header names (alternatives: the first present one is tested) → accepted
+    /// values.
+    pub headers: Vec<(Vec<String>, Vec<String>)>,
     /// A value (as text) → accepted values.
     pub matches: Vec<(Template, Vec<String>)>,
     /// Paths that must match something non-null.
@@ -245,9 +246,10 @@ impl Recipient {
 impl Condition {
     fn holds(&self, webhook: &crate::verify::Webhook, scope: &Scope) -> bool {
         let non_null = |p: &JsonPath| p.query(scope).iter().any(|v| !v.is_null());
-        self.headers.iter().all(|(name, accepted)| {
-            webhook
-                .header(name)
+        self.headers.iter().all(|(names, accepted)| {
+            names
+                .iter()
+                .find_map(|name| webhook.header(name))
                 .is_some_and(|v| accepted.iter().any(|a| a == v))
         }) && self.matches.iter().all(|(value, accepted)| {
             let text = value.render(scope);

@@ -155,7 +155,7 @@ impl OneOrMany {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhenSpec {
-    /// Header name → accepted value(s).
+    /// Header name (or alternatives `A|B`, the first present one tested) → accepted value(s).
     #[serde(default)]
     pub header: BTreeMap<String, Spanned<OneOrMany>>,
     /// JSONPath → accepted value(s), compared as text.

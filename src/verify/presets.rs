@@ -17,7 +17,8 @@ use super::{Scheme, Trace, VerifyError, Webhook};
 pub struct Preset {
     /// The name written as `verify.preset`.
     pub name: &'static str,
-    /// The header that names the event type, if the sender sends one.
+    /// The header that names the event type, if the sender sends one; `A|B` names alternatives,
+    /// the first present one is read (as in a mapping's `when.header`).
     pub event_header: Option<&'static str>,
     /// Headers that carry a delivery id stable across the sender's retries, in order of preference.
     pub dedup_headers: &'static [&'static str],
@@ -99,7 +100,7 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "gitea",
-        event_header: Some("X-Gitea-Event"),
+        event_header: Some("X-Gitea-Event|X-Forgejo-Event"),
         dedup_headers: &["X-Gitea-Delivery", "X-Forgejo-Delivery"],
         dedup_path: None,
         build: |spec| {
@@ -112,7 +113,7 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "forgejo",
-        event_header: Some("X-Forgejo-Event"),
+        event_header: Some("X-Forgejo-Event|X-Gitea-Event"),
         dedup_headers: &["X-Forgejo-Delivery", "X-Gitea-Delivery"],
         dedup_path: None,
         build: |spec| {

@@ -13,7 +13,7 @@ use crate::cards::{assert_valid_composite, groups, load, map};
 use crate::helpers::repo_file;
 
 /// One built-in mapping, loaded with a filled `default` group.
-struct Sender {
+pub(crate) struct Sender {
     source: Source,
     groups: Groups,
     /// The header that names the event.
@@ -23,7 +23,7 @@ struct Sender {
 }
 
 impl Sender {
-    fn new(file: &str, event_header: &'static str, dir: &'static str) -> Sender {
+    pub(crate) fn new(file: &str, event_header: &'static str, dir: &'static str) -> Sender {
         let groups = groups(&[("default", &["1000", "1001"])]);
         let source = load(&repo_file(&format!("mappings/{file}")), &groups);
         Sender {
@@ -34,30 +34,30 @@ impl Sender {
         }
     }
 
-    fn github() -> Sender {
+    pub(crate) fn github() -> Sender {
         Sender::new("github.yaml", "X-GitHub-Event", "github")
     }
 
-    fn gitlab() -> Sender {
+    pub(crate) fn gitlab() -> Sender {
         Sender::new("gitlab.yaml", "X-Gitlab-Event", "gitlab")
     }
 
-    fn gitea() -> Sender {
+    pub(crate) fn gitea() -> Sender {
         Sender::new("gitea.yaml", "X-Gitea-Event", "gitea")
     }
 
-    fn bitbucket() -> Sender {
+    pub(crate) fn bitbucket() -> Sender {
         Sender::new("bitbucket.yaml", "X-Event-Key", "bitbucket")
     }
 
     /// The fixture as JSON, to derive a variant from.
-    fn fixture(&self, file: &str) -> Value {
+    pub(crate) fn fixture(&self, file: &str) -> Value {
         let path = repo_file(&format!("tests/fixtures/{}/{file}", self.dir));
         let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_slice(&text).unwrap()
     }
 
-    fn map(&self, event: &str, body: &Value) -> Routed {
+    pub(crate) fn map(&self, event: &str, body: &Value) -> Routed {
         map(
             &self.source,
             &self.groups,
@@ -68,7 +68,7 @@ impl Sender {
 
     /// The card of a payload that must render: one message to the `default` group, a valid
     /// composite, made by `rule`.
-    fn card_of(&self, event: &str, body: &Value, rule: &str) -> Composite {
+    pub(crate) fn card_of(&self, event: &str, body: &Value, rule: &str) -> Composite {
         match self.map(event, body) {
             Routed::Rendered {
                 rule: made_by,
@@ -84,12 +84,12 @@ impl Sender {
         }
     }
 
-    fn card(&self, event: &str, file: &str, rule: &str) -> Composite {
+    pub(crate) fn card(&self, event: &str, file: &str, rule: &str) -> Composite {
         self.card_of(event, &self.fixture(file), rule)
     }
 
     /// The reason a payload that must be ignored gives.
-    fn ignored_of(&self, event: &str, body: &Value) -> String {
+    pub(crate) fn ignored_of(&self, event: &str, body: &Value) -> String {
         match self.map(event, body) {
             Routed::Ignored { reason } => {
                 assert!(
@@ -102,27 +102,27 @@ impl Sender {
         }
     }
 
-    fn ignored(&self, event: &str, file: &str) -> String {
+    pub(crate) fn ignored(&self, event: &str, file: &str) -> String {
         self.ignored_of(event, &self.fixture(file))
     }
 }
 
-fn first(card: &Composite) -> &str {
+pub(crate) fn first(card: &Composite) -> &str {
     card.first.as_ref().map_or("", |c| c.content.as_str())
 }
 
-fn remark(card: &Composite) -> &str {
+pub(crate) fn remark(card: &Composite) -> &str {
     card.remark.as_ref().map_or("", |c| c.content.as_str())
 }
 
-fn rows(card: &Composite) -> Vec<(&str, &str)> {
+pub(crate) fn rows(card: &Composite) -> Vec<(&str, &str)> {
     card.form
         .iter()
         .map(|r| (r.label.as_str(), r.value.as_str()))
         .collect()
 }
 
-fn row<'c>(card: &'c Composite, label: &str) -> &'c str {
+pub(crate) fn row<'c>(card: &'c Composite, label: &str) -> &'c str {
     card.form
         .iter()
         .find(|r| r.label == label)
@@ -133,36 +133,37 @@ fn row<'c>(card: &'c Composite, label: &str) -> &'c str {
 // ---- GitHub ----
 
 #[test]
-fn a_github_tag_creation_reads_as_a_created_ref_and_links_to_it() {
-    let card = Sender::github().card("create", "create.0.json", "create");
+fn a_github_tag_makes_one_card_from_its_push_and_its_create_event_is_ignored() {
+    // GitHub sends both `push` and `create` for a new tag: the push's card tells it, once.
+    let github = Sender::github();
+    let card = github.card("push", "push.0.json", "push-tag");
     assert_eq!(
         card.head.title,
-        "Codertocat/Hello-World: tag simple-tag created"
+        "Codertocat/Hello-World: tag simple-tag pushed"
     );
-    assert_eq!(first(&card), "Codertocat created tag simple-tag");
-    assert_eq!(row(&card, "By"), "Codertocat");
+    assert_eq!(first(&card), "Codertocat pushed refs/tags/simple-tag");
+    assert_eq!(row(&card, "Commit"), "6113728 Adding a .gitignore file");
     assert_eq!(card.link.title, "View tag");
     assert_eq!(
         card.link.url,
         "https://github.com/Codertocat/Hello-World/tree/simple-tag"
     );
+    let reason = github.ignored("create", "create.0.json");
+    assert!(reason.contains("push events"), "{reason}");
 }
 
 #[test]
-fn a_github_tag_deletion_reads_the_same_from_the_delete_and_the_push_event() {
+fn a_github_tag_deletion_makes_one_card_from_its_push_and_its_delete_event_is_ignored() {
     let github = Sender::github();
-    let deleted = github.card("delete", "delete.0.json", "delete");
     let pushed = github.card("push", "push.6.json", "push-delete");
     assert_eq!(
-        deleted.head.title,
+        pushed.head.title,
         "Codertocat/Hello-World: tag simple-tag deleted"
     );
-    assert_eq!(pushed.head.title, deleted.head.title);
-    assert_eq!(
-        deleted.link.url,
-        "https://github.com/Codertocat/Hello-World"
-    );
+    assert_eq!(pushed.link.url, "https://github.com/Codertocat/Hello-World");
     assert_eq!(row(&pushed, "Was at"), "6113728");
+    let reason = github.ignored("delete", "delete.0.json");
+    assert!(reason.contains("push events"), "{reason}");
 }
 
 #[test]
@@ -548,7 +549,7 @@ fn a_gitlab_release_reads_as_published_and_links_to_it() {
 #[test]
 fn gitlab_events_not_mapped_and_confidential_ones_are_ignored_with_a_reason() {
     let gitlab = Sender::gitlab();
-    let reason = gitlab.ignored("Deployment Hook", "deployment.json");
+    let reason = gitlab.ignored("Wiki Page Hook", "push.json");
     assert!(reason.contains("not mapped"), "{reason}");
     let reason = gitlab.ignored("Confidential Issue Hook", "issue.open.json");
     assert!(reason.contains("confidential"), "{reason}");
@@ -785,7 +786,11 @@ fn a_bitbucket_data_center_pull_request_opened_links_to_the_pull_request() {
     assert_eq!(card.head.title, "SBOX/sandbox: PR #1 opened");
     assert_eq!(first(&card), "Branch1");
     assert_eq!(row(&card, "Author"), "Hemanth V. Alluri");
-    assert_eq!(row(&card, "Branches"), "branch1 → master");
+    // The pull request comes from a personal fork: the branch is named with it.
+    assert_eq!(
+        row(&card, "Branches"),
+        "~HYPRO999/sandbox-fork:branch1 → master"
+    );
     assert_eq!(remark(&card), "* Add file2.txt");
     assert_eq!(
         card.link.url,
@@ -860,7 +865,7 @@ fn bitbucket_payloads_without_links_and_unmapped_keys_are_ignored_with_a_reason(
 // ---- Every fixture, and the same event across hosts ----
 
 /// Every fixture of every Git host, with the event its sender names it by.
-const FIXTURES: &[(&str, &str, &str)] = &[
+pub(crate) const FIXTURES: &[(&str, &str, &str)] = &[
     ("gitlab", "Push Hook", "push.json"),
     ("gitlab", "Tag Push Hook", "tag_push.json"),
     ("gitlab", "Merge Request Hook", "merge_request.open.json"),
@@ -871,6 +876,13 @@ const FIXTURES: &[(&str, &str, &str)] = &[
     ("gitlab", "Job Hook", "job.json"),
     ("gitlab", "Release Hook", "release.create.json"),
     ("gitlab", "Deployment Hook", "deployment.json"),
+    ("gitlab", "Deployment Hook", "deployment.failed.json"),
+    ("gitlab", "Push Hook", "push.new-branch.json"),
+    (
+        "gitlab",
+        "Merge Request Hook",
+        "merge_request.approved.json",
+    ),
     ("gitea", "push", "push.json"),
     ("gitea", "pull_request", "pull_request.merged.json"),
     ("gitea", "pull_request", "pull_request.reopened.json"),
@@ -878,7 +890,24 @@ const FIXTURES: &[(&str, &str, &str)] = &[
     ("gitea", "issue_comment", "issue_comment.created.json"),
     ("gitea", "release", "release.published.json"),
     ("gitea", "create", "create.json"),
+    ("gitea", "push", "push.forgejo.json"),
+    ("gitea", "push", "push.new-branch.json"),
+    ("gitea", "pull_request", "pull_request.opened.json"),
+    (
+        "gitea",
+        "pull_request_approved",
+        "pull_request_approved.json",
+    ),
+    (
+        "gitea",
+        "pull_request_rejected",
+        "pull_request_rejected.json",
+    ),
+    ("gitea", "pull_request_comment", "pull_request_comment.json"),
+    ("gitea", "delete", "delete.tag.json"),
+    ("gitea", "delete", "delete.branch.json"),
     ("bitbucket", "repo:push", "cloud.repo_push.json"),
+    ("bitbucket", "repo:push", "cloud.repo_push.new_branch.json"),
     (
         "bitbucket",
         "pullrequest:fulfilled",
@@ -887,6 +916,21 @@ const FIXTURES: &[(&str, &str, &str)] = &[
     ("bitbucket", "pr:opened", "dc.pr_opened.json"),
     ("bitbucket", "pr:opened", "dc.pr_opened.without_links.json"),
     ("bitbucket", "pr:merged", "dc.pr_merged.json"),
+    (
+        "bitbucket",
+        "pr:reviewer:needs_work",
+        "dc.pr_reviewer_needs_work.json",
+    ),
+    (
+        "bitbucket",
+        "repo:commit_status_created",
+        "cloud.repo_commit_status_created.json",
+    ),
+    (
+        "bitbucket",
+        "repo:commit_status_updated",
+        "cloud.repo_commit_status_updated.json",
+    ),
     (
         "bitbucket",
         "repo:refs_changed",
@@ -948,7 +992,7 @@ fn a_push_and_a_merge_read_the_same_way_from_every_git_host() {
     };
     push(
         &Sender::github()
-            .card("push", "push.4.json", "push")
+            .card("push", "push.4.json", "push-new-branch")
             .head
             .title,
     );

@@ -37,6 +37,28 @@ pub fn mapping_with_secret_file(
     )
 }
 
+/// The shipped `mappings/{source}.yaml` (whose preset is `preset`), with its secret read from a
+/// file in `dir` holding `secret` instead of from the process environment.
+pub fn shipped_mapping_with_secret_file(
+    dir: &Path,
+    source: &str,
+    preset: &str,
+    secret: &str,
+) -> String {
+    let secret_file = dir.join(format!("{source}.secret"));
+    std::fs::write(&secret_file, secret).unwrap();
+    std::fs::read_to_string(repo_file(&format!("mappings/{source}.yaml")))
+        .unwrap()
+        .replacen(
+            &format!("  preset: {preset}"),
+            &format!(
+                "  preset: {preset}\n  secrets: [{{file: {}}}]",
+                secret_file.display()
+            ),
+            1,
+        )
+}
+
 /// A rule set that accepts every event with a small card to group `default`.
 pub const ACCEPT_ALL: &str = r#"rules:
   - name: everything

@@ -9,6 +9,7 @@ mod cards;
 mod catalogue_alerts;
 mod catalogue_ci;
 mod catalogue_git;
+mod catalogue_git_events;
 mod catalogue_ops;
 mod console;
 mod contract;

@@ -84,11 +84,21 @@ fn every_push_renders_a_card_including_branch_and_tag_deletions() {
     for i in 0..7 {
         let body =
             std::fs::read(repo_file(&format!("tests/fixtures/github/push.{i}.json"))).unwrap();
-        let deleted =
-            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["deleted"] == true;
+        let push = serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+        // A tag pushed and a branch created each say so (push.0 is a tag, push.4 and push.5
+        // create master with a commit).
+        let expected = if push["deleted"] == true {
+            "push-delete"
+        } else if push["ref"].as_str().unwrap().starts_with("refs/tags/") {
+            "push-tag"
+        } else if push["created"] == true {
+            "push-new-branch"
+        } else {
+            "push"
+        };
         match map(&source, &groups, &[("X-GitHub-Event", "push")], &body) {
             Routed::Rendered { rule, messages } => {
-                assert_eq!(rule, if deleted { "push-delete" } else { "push" });
+                assert_eq!(rule, expected, "push.{i}");
                 assert_valid_composite(&messages[0]);
             }
             other => panic!("push.{i}: {other:?}"),
@@ -247,6 +257,37 @@ fn a_bad_match_path_is_reported_at_the_key() {
 }
 
 #[test]
+fn a_header_condition_may_name_alternatives_and_tests_the_first_one_present() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_mapping(
+        dir.path(),
+        &format!(
+            "{HEAD}  - when: {{ header: {{ \"X-A-Event|X-B-Event\": push }} }}\n    card: {{ title: T, link: {{ title: a, url: \"https://b\" }} }}\n"
+        ),
+    );
+    let groups = groups(&[("default", &["1"])]);
+    let source = load(&path, &groups);
+    let rendered = |headers: &[(&str, &str)]| {
+        matches!(
+            map(&source, &groups, headers, b"{}"),
+            Routed::Rendered { .. }
+        )
+    };
+    assert!(rendered(&[("X-A-Event", "push")]));
+    assert!(rendered(&[("X-B-Event", "push")]));
+    assert!(!rendered(&[("X-A-Event", "issues"), ("X-B-Event", "push")]));
+    assert!(!rendered(&[]));
+
+    let e = first_error(&format!(
+        "{HEAD}  - when: {{ header: {{ \"X-A|bad header\": push }} }}\n    ignore: true\n"
+    ));
+    assert!(
+        e.starts_with("3:28: \"bad header\" is not a valid header name"),
+        "{e}"
+    );
+}
+
+#[test]
 fn recipients_come_from_groups_ids_and_payload_lookups_with_a_fallback_and_no_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_mapping(
@@ -272,19 +313,8 @@ fn recipients_come_from_groups_ids_and_payload_lookups_with_a_fallback_and_no_re
 #[actix_rt::test]
 async fn a_signed_push_through_the_shipped_mapping_is_stored_as_a_valid_composite_body() {
     let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("gh.secret");
-    std::fs::write(&secret_file, "e2e").unwrap();
-    // The shipped file, with the secret read from a file instead of the process environment.
-    let yaml = std::fs::read_to_string(repo_file("mappings/github.yaml"))
-        .unwrap()
-        .replacen(
-            "  preset: github",
-            &format!(
-                "  preset: github\n  secrets: [{{file: {}}}]",
-                secret_file.display()
-            ),
-            1,
-        );
+    let yaml =
+        crate::helpers::shipped_mapping_with_secret_file(dir.path(), "github", "github", "e2e");
     let app = crate::helpers::spawn_app(crate::helpers::Options {
         mappings: vec![("github".into(), yaml)],
         tweak: None,

@@ -666,3 +666,21 @@ fn capture_keeps_what_the_first_group_matches() {
             .contains("invalid regex")
     );
 }
+
+#[test]
+fn wrap_surrounds_a_present_value_and_leaves_a_blank_one_out() {
+    assert_eq!(render("MR{$.zero | wrap(' !', '')} merged"), "MR !0 merged");
+    assert_eq!(render("MR{$.none | wrap(' !', '')} merged"), "MR merged");
+    assert_eq!(render("[{$.empty | wrap('<', '>')}]"), "[]");
+    assert_eq!(render("[{$.no_labels | wrap('<', '>')}]"), "[]");
+    assert_eq!(render("[{$.missing | wrap('<', '>')}]"), "[]");
+    assert_eq!(render("{$.labels | wrap('', ':')}x"), "bug, ui:x");
+    assert_eq!(
+        render("{$.flag | wrap('(', ')') | default('none')}"),
+        "(true)"
+    );
+    assert_eq!(
+        render("{$.none | wrap('(', ')') | default('none')}"),
+        "none"
+    );
+}
