@@ -18,6 +18,8 @@ need python3 || apt_install python3          # independent HMAC signer of the te
 need npm || apt_install npm                  # the payload fixtures come from the npm registry
 [ -x /usr/sbin/nginx ] || apt_install nginx  # the reverse proxy in front of the gateway in tests
 [ -x /usr/bin/prometheus-alertmanager ] || apt_install prometheus-alertmanager  # a real Alertmanager (tests/api/catalogue_ops.rs)
+[ -x /usr/bin/chromium ] || apt_install chromium  # the browser of the console's end-to-end test (tests/api/console_browser.rs)
+fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || apt_install fonts-wqy-microhei  # Chinese text in its screenshots
 
 # Postgres for the tests of the Postgres store (tests/api/pg.rs): each test creates and drops a
 # database of its own on the server at FXHOOK_TEST_DATABASE_URL. When none answers at a local
@@ -56,7 +58,8 @@ if ! pg_answers; then
   pg_answers || echo "no Postgres answers at FXHOOK_TEST_DATABASE_URL=$FXHOOK_TEST_DATABASE_URL: the Postgres store's tests will fail" >&2
 fi
 
-if [ ! -f tests/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
+if [ ! -f tests/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json ] ||
+   [ ! -f tests/npm/node_modules/playwright-core/package.json ]; then
   (cd tests/npm && npm install --no-audit --no-fund --silent)
 fi
 

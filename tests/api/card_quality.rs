@@ -86,7 +86,13 @@ fn subjects(source: &str, payload: &Value) -> Vec<String> {
             &["alerts", "0", "labels", "alertname"],
             &["title"],
         ],
-        "circleci" => &[&["project", "name"], &["project", "slug"]],
+        // A project behind an opaque slug (circleci/<id>/<id>) is named by nothing readable:
+        // its workflow's name says what ran.
+        "circleci" => &[
+            &["project", "name"],
+            &["project", "slug"],
+            &["workflow", "name"],
+        ],
         "jenkins" => &[&["name"], &["display_name"]],
         "sentry" => &[
             &["project_slug"],
@@ -152,11 +158,14 @@ pub fn problems(source: &str, payload: &Value, routed: &Routed) -> Vec<String> {
     let mut found = Vec::new();
     let title = &card.head.title;
     let wanted = subjects(source, payload);
-    if !wanted.is_empty()
-        && !wanted
-            .iter()
-            .any(|s| title.to_lowercase().contains(&s.to_lowercase()))
-    {
+    // Compared as a phone shows text: case and runs of white space aside.
+    let folded = |t: &str| {
+        t.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    if !wanted.is_empty() && !wanted.iter().any(|s| folded(title).contains(&folded(s))) {
         found.push(format!("title {title:?} names none of {wanted:?}"));
     }
     let mut texts = vec![

@@ -12,6 +12,7 @@ mod catalogue_git;
 mod catalogue_git_events;
 mod catalogue_ops;
 mod console;
+mod console_browser;
 mod contract;
 mod debug_logs;
 mod dedup;

@@ -101,6 +101,8 @@ fn head(c: &Console, title: &str) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             meta name="referrer" content="same-origin";
+            // No icon to fetch (the gateway serves none at /favicon.ico).
+            link rel="icon" href="data:,";
             title { (title) " · fxhook" }
             link rel="stylesheet" href=(c.url("/assets/console.css"));
             script src=(c.url("/assets/console.js")) defer {}
