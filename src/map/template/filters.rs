@@ -325,7 +325,7 @@ fn on_text<A: Send + Sync + 'static>(
     Ok(Box::new(OnText { arg, run }))
 }
 
-const DEFAULT_DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+const DEFAULT_DATE_FORMAT: &str = "%Y-%m-%d %H:%M";
 
 /// Numbers above this are unix milliseconds rather than seconds.
 const MILLIS_THRESHOLD: i64 = 1_000_000_000_000;
