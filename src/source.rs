@@ -272,7 +272,34 @@ fn compile_source(
     mapping.limits = options.limits.clone();
     if !report.has_errors() {
         let (tz, severity) = (options.tz, options.examples);
-        crate::map::examples::run(&spec.examples, &mapping, file, tz, severity, report);
+        let pinned = spec.locale.as_ref().and_then(|t| t.value.parse().ok());
+        let languages = crate::map::examples::locales(
+            &spec.examples,
+            pinned.unwrap_or(crate::card::Locale::En),
+            report,
+        );
+        // The rules in another language compile as they did above (their problems are
+        // reported once, there).
+        let compile_in = |locale: crate::card::Locale| {
+            let mut quiet = Reporter::new(file, text);
+            let other = crate::map::compile::Lang {
+                effective: locale,
+                declared: lang.declared.clone(),
+            };
+            let mut m = crate::map::compile::compile_rules(&spec.rules, groups, &other, &mut quiet);
+            m.limits = options.limits.clone();
+            (!quiet.has_errors()).then_some(m)
+        };
+        crate::map::examples::run(
+            &spec.examples,
+            &languages,
+            (&mapping, lang.effective),
+            &compile_in,
+            file,
+            tz,
+            severity,
+            report,
+        );
     }
     if spec.rules.is_empty() {
         report.warning(

@@ -4,7 +4,8 @@
 //! otherwise valid file is never blocked by its examples.
 //!
 //! An example states what the map step gives (status, rule, card), not whom it reaches, so it
-//! runs the map step alone, in `mappings.timezone`.
+//! runs the map step alone, in `mappings.timezone`, and in its own language (`locale:`, else
+//! the file's `locale:`, else English): what it states does not depend on `cards.locale`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{Mapped, Mapping};
-use crate::card::Row;
+use crate::card::{Locale, Row};
 use crate::diagnostic::{Reporter, Severity};
 use crate::verify::offline;
 
@@ -27,6 +28,9 @@ pub struct ExampleSpec {
     /// Request headers (e.g. the event type).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The language the card is rendered in (`en` or `zh-CN`).
+    #[serde(default)]
+    pub locale: Option<Spanned<String>>,
     /// What mapping it must give; only the listed parts are compared.
     pub expect: Spanned<Expect>,
 }
@@ -64,17 +68,57 @@ fn headers(spec: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
     Ok(map)
 }
 
-/// Runs every example; mismatches are reported with `severity` at the example.
+/// The language each example runs in: its `locale:`, else `default`; a tag that is no language
+/// is reported at it.
+pub fn locales(
+    examples: &[Spanned<ExampleSpec>],
+    default: Locale,
+    report: &mut Reporter,
+) -> Vec<Option<Locale>> {
+    examples
+        .iter()
+        .map(|e| match &e.value.locale {
+            None => Some(default),
+            Some(tag) => tag
+                .value
+                .parse::<Locale>()
+                .map_err(|err| report.error(&tag.referenced, err))
+                .ok(),
+        })
+        .collect()
+}
+
+/// Runs every example with the rules in its language: `compiled` (the rules and their
+/// language), else those `compile_in` gives for it (each compiled once); mismatches are
+/// reported with `severity` at the example.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     examples: &[Spanned<ExampleSpec>],
-    mapping: &Mapping,
+    languages: &[Option<Locale>],
+    compiled: (&Mapping, Locale),
+    compile_in: &dyn Fn(Locale) -> Option<Mapping>,
     file: &Path,
     tz: chrono_tz::Tz,
     severity: Severity,
     report: &mut Reporter,
 ) {
     let base = file.parent().unwrap_or(Path::new("."));
-    for (i, example) in examples.iter().enumerate() {
+    let mut others: Vec<(Locale, Option<Mapping>)> = Vec::new();
+    for (i, (example, locale)) in examples.iter().zip(languages).enumerate() {
+        let Some(locale) = *locale else {
+            continue;
+        };
+        if locale != compiled.1 && !others.iter().any(|(l, _)| *l == locale) {
+            others.push((locale, compile_in(locale)));
+        }
+        let mapping = if locale == compiled.1 {
+            compiled.0
+        } else {
+            match others.iter().find(|(l, _)| *l == locale) {
+                Some((_, Some(m))) => m,
+                _ => continue,
+            }
+        };
         let at = example.referenced;
         let n = i + 1;
         let problem = |report: &mut Reporter, message: String| match severity {

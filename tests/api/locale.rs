@@ -136,3 +136,54 @@ fn cards_locale_is_read_from_the_settings_and_an_unknown_one_is_refused_naming_t
     );
     assert!(err.contains("en or zh-CN"), "{err}");
 }
+
+#[test]
+fn an_example_states_the_card_in_its_own_language_whatever_cards_locale_says() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("push.json"),
+        r#"{"repo":"octo/app","n":3,"branch":"main"}"#,
+    )
+    .unwrap();
+    let file = dir.path().join("push.yaml");
+    let yaml = format!(
+        "{BILINGUAL}examples:
+  - payload: push.json
+    expect: {{ title: \"octo/app: 3 commit(s)\" }}
+  - payload: push.json
+    locale: zh-CN
+    expect: {{ title: \"octo/app：3 个提交\" }}
+"
+    );
+    std::fs::write(&file, &yaml).unwrap();
+    for configured in [Locale::En, Locale::ZhCn] {
+        let mut options = options(configured);
+        options.examples = Severity::Error;
+        let (source, diagnostics) = load_file_with(&file, &groups(), &options);
+        let problems: Vec<_> = diagnostics
+            .iter()
+            .filter(|d| d.message.contains("example"))
+            .collect();
+        assert!(
+            source.is_some() && problems.is_empty(),
+            "{configured:?}: {diagnostics:?}"
+        );
+    }
+    let french = yaml.replace("locale: zh-CN", "locale: fr");
+    std::fs::write(&file, &french).unwrap();
+    let (_, diagnostics) = load_file_with(&file, &groups(), &options(Locale::En));
+    let d = diagnostics
+        .iter()
+        .find(|d| d.message.contains("fr"))
+        .expect("fr is refused");
+    let line = french
+        .lines()
+        .position(|l| l.contains("locale: fr"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        (d.line as usize, d.col, d.severity),
+        (line, 13, Severity::Error),
+        "{d}"
+    );
+}

@@ -26,6 +26,7 @@ mod hardening;
 mod helpers;
 mod live;
 mod locale;
+mod locale_catalogue;
 mod log_injection;
 mod mapping;
 mod pg;
