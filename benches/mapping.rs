@@ -179,7 +179,7 @@ fn webhook(headers: &[(&str, &str)], body: Bytes) -> Webhook {
 /// What a case maps to, for the log: the point is to time real renders, not the ignore path.
 fn describe(mapped: &Routed) -> String {
     match mapped {
-        Routed::Rendered { rule, messages } => {
+        Routed::Rendered { rule, messages, .. } => {
             format!("rendered by rule {rule}, {} message(s)", messages.len())
         }
         Routed::Ignored { reason } => format!("IGNORED: {reason}"),

@@ -441,7 +441,7 @@ pub fn render_json(
     )
     .with_context(|| format!("{} is not a JSON payload", payload.display()))?;
     let routed = crate::pipeline::render(&loaded.mapping, &parsed, &groups, options.tz);
-    if let Routed::Rendered { rule, messages } = &routed
+    if let Routed::Rendered { rule, messages, .. } = &routed
         && messages.iter().any(|m| m.to_user.is_empty())
     {
         eprintln!(

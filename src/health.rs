@@ -30,6 +30,8 @@ pub struct Readyz {
     pub delivery: Option<Arc<FxiaokeClient>>,
     /// Whether this replica sends (holds the delivery lease) or stands by.
     pub role: Arc<crate::deliver::lease::Role>,
+    /// Merges of the last minute (a storm being coalesced).
+    pub storm: Arc<crate::deliver::storm::StormWatch>,
 }
 
 /// The Prometheus endpoint.
@@ -95,7 +97,7 @@ async fn readyz(ready: web::Data<Readyz>, catalog: web::Data<Catalog>) -> HttpRe
     }
     let problem = store_problem(&ready).await;
     let role = ready.role.name();
-    let delivery = match &ready.delivery {
+    let mut delivery = match &ready.delivery {
         None => json!({"mode": "dry-run", "role": role}),
         Some(client) => match client.last_token_error() {
             None => json!({"mode": "live", "role": role, "token": "ok"}),
@@ -104,6 +106,11 @@ async fn readyz(ready: web::Data<Readyz>, catalog: web::Data<Catalog>) -> HttpRe
             }
         },
     };
+    let merged = ready.storm.merged_last_minute();
+    delivery["coalescing"] = json!(merged > 0);
+    if merged > 0 {
+        delivery["coalesced_last_minute"] = json!(merged);
+    }
     let mut body = json!({
         "status": if problem.is_none() { "ready" } else { "not ready" },
         "store": if problem.is_none() { "open" } else { "unavailable" },

@@ -76,6 +76,16 @@ pub fn mapping_failed(source: &str, rule: &str) {
     counter!("fxhook_mapping_errors_total", "source" => source.to_string(), "rule" => rule.to_string()).increment(1);
 }
 
+/// An event whose card was held back as a repeat (`fxhook_messages_suppressed_total`).
+pub fn message_suppressed(source: &str, rule: &str) {
+    counter!("fxhook_messages_suppressed_total", "source" => source.to_string(), "rule" => rule.to_string()).increment(1);
+}
+
+/// Messages that went out inside another's digest or fold (`fxhook_messages_coalesced_total`).
+pub fn messages_coalesced(source: &str, rule: &str, n: u64) {
+    counter!("fxhook_messages_coalesced_total", "source" => source.to_string(), "rule" => rule.to_string()).increment(n);
+}
+
 /// A message reached `delivered`, `failed` or `dead` (`fxhook_messages_total`).
 pub fn message(state: &'static str) {
     counter!("fxhook_messages_total", "state" => state).increment(1);

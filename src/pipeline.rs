@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 
 use crate::card::SendBody;
 use crate::map::jsonpath::Scope;
-use crate::map::{Mapped, Mapping};
+use crate::map::{Mapped, Mapping, Storm};
 use crate::route::{self, Groups};
 use crate::source::{Dedup, Source};
-use crate::store::{EventOutcome, NewEvent, NewMessage};
+use crate::store::{EventOutcome, MessageStorm, NewEvent, NewMessage};
 use crate::verify::{Payload, Verified, Verifier};
 
 /// What map and route made of a payload.
@@ -33,6 +33,8 @@ pub enum Routed {
         rule: String,
         /// One body per ≤500 recipients (one with `toUser: []` when there are none).
         messages: Vec<SendBody>,
+        /// How they behave in a storm.
+        storm: Storm,
     },
     /// The matching rule could not render a valid card: stored as failed, for a re-map.
     Failed {
@@ -48,9 +50,15 @@ pub fn render(mapping: &Mapping, payload: &Verified<Payload>, groups: &Groups, t
     match mapping.map(payload, tz) {
         Mapped::Ignored { reason } => Routed::Ignored { reason },
         Mapped::Failed { rule, reason } => Routed::Failed { rule, reason },
-        Mapped::Rendered { rule, card, to } => Routed::Rendered {
+        Mapped::Rendered {
+            rule,
+            card,
+            to,
+            storm,
+        } => Routed::Rendered {
             rule,
             messages: route::split(&card, &route::resolve(&to, groups)),
+            storm,
         },
     }
 }
@@ -64,21 +72,26 @@ impl Routed {
     pub fn document(&self) -> Result<Value, String> {
         match self {
             Routed::Ignored { reason } => Ok(json!({"status": "ignored", "reason": reason})),
-            Routed::Rendered { rule, messages } => {
+            Routed::Rendered { rule, messages, .. } => {
                 Ok(json!({"status": "rendered", "rule": rule, "messages": messages}))
             }
             Routed::Failed { rule, reason } => Err(format!("rule {rule}: {reason}")),
         }
     }
 
-    /// What the store keeps of this result; `Err(reason)` for an ignored event (nothing).
+    /// What the store keeps of this result for `source`; `Err(reason)` for an ignored event
+    /// (nothing).
     ///
     /// # Errors
     /// The event is ignored.
-    pub fn outcome(&self) -> Result<EventOutcome, String> {
+    pub fn outcome(&self, source: &str) -> Result<EventOutcome, String> {
         match self {
             Routed::Ignored { reason } => Err(reason.clone()),
-            Routed::Rendered { rule, messages } => Ok(EventOutcome::Mapped {
+            Routed::Rendered {
+                rule,
+                messages,
+                storm,
+            } => Ok(EventOutcome::Mapped {
                 rule: rule.clone(),
                 messages: messages
                     .iter()
@@ -86,6 +99,7 @@ impl Routed {
                         // Serialising a struct of strings cannot fail.
                         body: serde_json::to_string(m).unwrap_or_default(),
                         failed: m.to_user.is_empty().then(|| "no recipients".to_string()),
+                        storm: message_storm(source, rule, &m.to_user, storm),
                     })
                     .collect(),
             }),
@@ -94,6 +108,40 @@ impl Routed {
                 reason: reason.clone(),
             }),
         }
+    }
+}
+
+/// What the store keeps of a card's storm handling: its coalesce key is its source, rule and
+/// recipients (only cards to the same people merge), its fold key the alert's key with its
+/// source and recipients (a firing card and its resolution may come from different rules).
+fn message_storm(source: &str, rule: &str, to: &[String], storm: &Storm) -> MessageStorm {
+    let recipients = {
+        use sha2::Digest;
+        let mut ids: Vec<&str> = to.iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        hex::encode(&sha2::Sha256::digest(ids.join(",").as_bytes())[..12])
+    };
+    let merge = (storm.coalesce.is_some() || storm.fold.is_some()).then(|| {
+        let (rows, noun) = storm
+            .coalesce
+            .as_ref()
+            .map_or((20, String::new()), |c| (c.max_rows, c.noun.clone()));
+        json!({"max_rows": rows, "noun": noun, "locale": storm.locale.as_str()}).to_string()
+    });
+    MessageStorm {
+        high_priority: storm.high_priority,
+        coalesce: storm
+            .coalesce
+            .as_ref()
+            .map(|c| (format!("{source}\u{1f}{rule}\u{1f}{recipients}"), c.window)),
+        fold: storm.fold.as_ref().map(|(key, state)| {
+            (
+                format!("{source}\u{1f}{recipients}\u{1f}{key}"),
+                state.as_str().to_string(),
+            )
+        }),
+        repeat: storm.repeat.clone(),
+        merge,
     }
 }
 
@@ -109,7 +157,7 @@ pub enum Processed {
 /// The whole pipeline for a verified webhook of `source`: map, route, and the event to store.
 pub fn process(source: &Source, payload: &Verified<Payload>, groups: &Groups, tz: Tz) -> Processed {
     let routed = render(&source.mapping, payload, groups, tz);
-    let outcome = match routed.outcome() {
+    let outcome = match routed.outcome(source.name.as_str()) {
         Ok(outcome) => outcome,
         Err(reason) => return Processed::Ignored(reason),
     };

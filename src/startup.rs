@@ -94,7 +94,8 @@ impl Application {
                 queued: Arc::clone(&queued),
             },
             client.clone().map_or(Mode::DryRun, Mode::Live),
-            d.into(),
+            crate::deliver::WorkerSettings::from(d)
+                .with_cards(settings.mappings.timezone, settings.cards.clone()),
         );
         let admin = settings.admin.token.clone().and_then(|token| {
             let set = !secrecy::ExposeSecret::expose_secret(&token)
@@ -129,6 +130,7 @@ impl Application {
                 admin: admin.clone(),
                 monitor: Arc::clone(&stores.monitor),
                 role: worker.role(),
+                storm: worker.storm(),
                 client: client.clone(),
                 prefix: settings.server.path_prefix.clone(),
                 locale: settings.cards.locale,
@@ -143,6 +145,7 @@ impl Application {
             enqueuer: enqueuer.clone(),
             delivery: client,
             role: worker.role(),
+            storm: worker.storm(),
         });
         let metrics = web::Data::new(MetricsEndpoint {
             handle: metrics_handle,

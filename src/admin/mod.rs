@@ -322,7 +322,7 @@ impl Admin {
             catalog.options.tz,
         );
         let document = routed.document();
-        let outcome = routed.outcome().map_err(|reason| {
+        let outcome = routed.outcome(&stored.source).map_err(|reason| {
             AdminError::Conflict(format!("the mapping now ignores this event: {reason}"))
         })?;
         let target = id.clone();

@@ -126,26 +126,23 @@ pub struct Fitted {
     pub link: Link,
 }
 
-fn more_row(n: usize) -> Row {
-    Row {
-        label: "…".into(),
-        value: format!("+{n} more"),
+/// How many rows a "+N more" row (in either language) stands for.
+fn hidden_by(row: &Row) -> Option<usize> {
+    if row.label != "…" {
+        return None;
     }
+    let v = row.value.as_str();
+    v.strip_prefix('+')
+        .and_then(|n| n.strip_suffix(" more"))
+        .or_else(|| v.strip_prefix("另有 ").and_then(|n| n.strip_suffix(" 条")))?
+        .parse()
+        .ok()
 }
 
-/// Caps `rows` at `max` rows, folding the rest (and any "+N more" rows already there) into one.
-fn cap_rows(mut rows: Vec<Row>, max: usize) -> Vec<Row> {
-    let hidden_before: usize = rows
-        .iter()
-        .filter(|r| r.label == "…")
-        .filter_map(|r| {
-            r.value
-                .strip_prefix('+')?
-                .strip_suffix(" more")?
-                .parse::<usize>()
-                .ok()
-        })
-        .sum();
+/// Caps `rows` at `max` rows, folding the rest (and any "+N more" rows already there) into one
+/// "+N more" row in `locale`.
+fn cap_rows(mut rows: Vec<Row>, max: usize, locale: super::Locale) -> Vec<Row> {
+    let hidden_before: usize = rows.iter().filter_map(hidden_by).sum();
     if rows.len() <= max {
         return rows;
     }
@@ -153,7 +150,7 @@ fn cap_rows(mut rows: Vec<Row>, max: usize) -> Vec<Row> {
     let keep = max.saturating_sub(1);
     let hidden = rows.len().saturating_sub(keep) + hidden_before;
     rows.truncate(keep);
-    rows.push(more_row(hidden));
+    rows.push(super::digest::more_row(hidden, locale));
     rows
 }
 
@@ -194,14 +191,14 @@ pub fn fit(
     let mut fitted = Fitted {
         title: text(title, limits.title_max),
         first: optional(first, limits.first_max),
-        rows: cap_rows(rows, limits.max_rows),
+        rows: cap_rows(rows, limits.max_rows, limits.locale),
         remark: optional(remark, limits.remark_max),
         link: Link {
             title: text(&link.title, limits.title_max),
             url,
         },
     };
-    shrink_to_budget(&mut fitted, limits.body_max_bytes);
+    shrink_to_budget(&mut fitted, limits.body_max_bytes, limits.locale);
     Ok(fitted)
 }
 
@@ -235,10 +232,10 @@ fn size(f: &Fitted) -> usize {
 
 /// Drops rows from the end (counted in the "+N more" row), then shortens the remark and the
 /// first line, until the card fits the budget.
-fn shrink_to_budget(f: &mut Fitted, budget: usize) {
+fn shrink_to_budget(f: &mut Fitted, budget: usize, locale: super::Locale) {
     while size(f) > budget && f.rows.len() > 1 {
         let target = f.rows.len() - 1;
-        f.rows = cap_rows(std::mem::take(&mut f.rows), target.max(1));
+        f.rows = cap_rows(std::mem::take(&mut f.rows), target.max(1), locale);
         if target <= 1 {
             break;
         }

@@ -2,6 +2,7 @@
 //! can only be built with the fields the vendor requires (head title, link title and URL), so
 //! an invalid card never reaches the queue.
 
+pub mod digest;
 pub mod fit;
 pub mod locale;
 

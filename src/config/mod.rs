@@ -135,6 +135,9 @@ pub struct DeliverySettings {
     pub lease: Duration,
     /// Sends in progress at once (all share the rate limit and the token).
     pub concurrency: usize,
+    /// Cards of rules with `coalesce`/`fold` still queued together go out merged (off: every
+    /// card on its own, as the storm benchmark's baseline).
+    pub coalesce: bool,
 }
 
 impl Default for DeliverySettings {
@@ -162,6 +165,7 @@ impl Default for DeliverySettings {
             max_age: Duration::from_secs(48 * 3600),
             lease: Duration::from_secs(15),
             concurrency: 4,
+            coalesce: true,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod fxiaoke;
 pub mod lease;
 pub mod policy;
 mod send;
+pub mod storm;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -76,6 +77,8 @@ pub struct WorkerSettings {
     pub stale_after: Duration,
     /// The delivery lease (one sender among replicas).
     pub lease: LeaseTiming,
+    /// How queued cards are merged in a storm.
+    pub merger: storm::Merger,
 }
 
 impl From<&crate::config::DeliverySettings> for WorkerSettings {
@@ -94,7 +97,22 @@ impl From<&crate::config::DeliverySettings> for WorkerSettings {
             // A claim lives for a token fetch and a send, each bounded by the request timeout.
             stale_after: d.request_timeout * 3 + Duration::from_secs(60),
             lease: LeaseTiming::of(d.lease),
+            // The zone and card limits are the mappings' and the cards' (see `with_cards`).
+            merger: storm::Merger {
+                merging: d.coalesce,
+                tz: chrono_tz::Asia::Shanghai,
+                limits: crate::card::CardLimits::default(),
+            },
         }
+    }
+}
+
+impl WorkerSettings {
+    /// Merged cards are written in `tz` (`mappings.timezone`) within `limits` (`cards.*`).
+    pub fn with_cards(mut self, tz: chrono_tz::Tz, limits: crate::card::CardLimits) -> Self {
+        self.merger.tz = tz;
+        self.merger.limits = limits;
+        self
     }
 }
 
@@ -118,6 +136,8 @@ pub struct Worker {
     role: Arc<Role>,
     /// This process's name as a lease holder.
     holder: Arc<String>,
+    /// Merges of the last minute (a storm being coalesced).
+    storm: Arc<storm::StormWatch>,
 }
 
 /// What a worker is made of.
@@ -148,12 +168,18 @@ impl Worker {
             paused: Arc::new(Notify::new()),
             role: Arc::new(Role::default()),
             holder: Arc::new(lease::holder_name()),
+            storm: Arc::new(storm::StormWatch::default()),
         }
     }
 
     /// Whether this replica sends, for readiness.
     pub fn role(&self) -> Arc<Role> {
         Arc::clone(&self.role)
+    }
+
+    /// Merges of the last minute, for readiness and the console.
+    pub fn storm(&self) -> Arc<storm::StormWatch> {
+        Arc::clone(&self.storm)
     }
 
     /// Takes over delivery after winning the lease: puts back what was left in flight (by a
@@ -330,9 +356,33 @@ impl Worker {
         if self.is_stopping() || self.pacer.lock().await.is_paused(Instant::now()) {
             return Ok(Step::Idle);
         }
-        let Some(msg) = self.store(|q| q.claim_next(SystemTime::now())).await? else {
+        let merger = self.settings.merger.clone();
+        let (claimed, taken) = self
+            .store(move |q| {
+                let mut taken = storm::Taken::default();
+                let claimed = q.claim_next(SystemTime::now(), merger.merging, &mut |c, with| {
+                    merger.compose(c, with, &mut taken)
+                })?;
+                Ok((claimed, taken))
+            })
+            .await?;
+        let merged: u64 = taken.by_rule.values().sum();
+        if merged > 0 {
+            for ((source, rule), n) in &taken.by_rule {
+                crate::metrics::messages_coalesced(source, rule, *n);
+            }
+            self.storm.merged(merged);
+        }
+        let Some(msg) = claimed else {
             return Ok(Step::Idle);
         };
+        if merged > 0 {
+            tracing::info!(
+                message_id = msg.id,
+                merged,
+                "queued cards go out merged into this one"
+            );
+        }
         let span = tracing::info_span!("delivery", message_id = msg.id, event_id = %msg.event_id);
         tracing::Instrument::instrument(self.handle(msg), span).await
     }

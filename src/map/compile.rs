@@ -7,7 +7,7 @@ use super::GroupDirectory;
 use super::jsonpath::JsonPath;
 use super::spec::{CardSpec, IgnoreSpec, LText, Localized, RowSpec, RuleSpec, Text, WhenSpec};
 use super::template::{CompileOptions, Template};
-use super::{Action, CardTemplate, Condition, Mapping, Recipient, RowTemplate, Rule};
+use super::{Action, CardTemplate, Condition, Mapping, Recipient, RowTemplate, Rule, StormRules};
 use crate::card::{Locale, RecipientId};
 use crate::diagnostic::Reporter;
 
@@ -264,11 +264,86 @@ fn compile_rule(
             }
         }
     };
+    let storm = compile_storm(&name, spec, lang, report);
     Some(Rule {
         name,
         when: when?,
         action: action?,
+        storm: storm?,
     })
+}
+
+/// A rule's `priority`, `coalesce`, `fold` and `repeat` (only on a rule with a card).
+fn compile_storm(
+    name: &str,
+    spec: &RuleSpec,
+    lang: &Lang,
+    report: &mut Reporter,
+) -> Option<StormRules> {
+    let mut ok = true;
+    let mut storm = StormRules::default();
+    if spec.card.is_none() {
+        let keys = [
+            spec.priority.as_ref().map(|p| p.referenced),
+            spec.coalesce.as_ref().map(|c| c.referenced),
+            spec.fold.as_ref().map(|f| f.referenced),
+            spec.repeat.as_ref().map(|r| r.referenced),
+        ];
+        for at in keys.into_iter().flatten() {
+            report.error(
+                &at,
+                format!(
+                    "rule {name} sends no card: priority, coalesce, fold and repeat apply to cards"
+                ),
+            );
+            ok = false;
+        }
+        return ok.then_some(storm);
+    }
+    if let Some(p) = &spec.priority {
+        storm.priority = template(p, &TOP, report);
+        ok &= storm.priority.is_some();
+    }
+    if let Some(c) = &spec.coalesce {
+        let c_spec = &c.value;
+        if c_spec.window.is_zero() || c_spec.max_rows == 0 {
+            report.error(
+                &c.referenced,
+                "coalesce needs a window longer than 0 and max_rows ≥ 1",
+            );
+            ok = false;
+        }
+        let noun = match &c_spec.noun {
+            Some(n) => match lang.template(n, &TOP, report) {
+                Some(t) => Some(t),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+        storm.coalesce = Some((c_spec.window, c_spec.max_rows, noun));
+    }
+    if let Some(f) = &spec.fold {
+        let key = template(&f.value.key, &TOP, report);
+        let state = template(&f.value.state, &TOP, report);
+        match (key, state) {
+            (Some(k), Some(s)) => storm.fold = Some((k, s)),
+            _ => ok = false,
+        }
+    }
+    if let Some(r) = &spec.repeat {
+        if r.value.every.is_zero() {
+            report.error(&r.referenced, "repeat.every must be longer than 0");
+            ok = false;
+        }
+        match template(&r.value.key, &TOP, report) {
+            Some(k) => storm.repeat = Some((k, r.value.every)),
+            None => ok = false,
+        }
+    }
+    ok.then_some(storm)
 }
 
 fn known(groups: &dyn GroupDirectory) -> String {

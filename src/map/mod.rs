@@ -41,6 +41,66 @@ pub struct Rule {
     pub when: Condition,
     /// What it does.
     pub action: Action,
+    /// How its cards behave in a storm.
+    pub storm: StormRules,
+}
+
+/// What a rule says about storms (see [`Storm`] for what one card gets of it).
+#[derive(Debug, Default)]
+pub struct StormRules {
+    /// Renders `high` for a card sent first.
+    pub priority: Option<Template>,
+    /// Window, rows and the noun of a digest.
+    pub coalesce: Option<(std::time::Duration, usize, Option<Template>)>,
+    /// The alert's key and state.
+    pub fold: Option<(Template, Template)>,
+    /// The repeat key and period.
+    pub repeat: Option<(Template, std::time::Duration)>,
+}
+
+/// What one rendered card gets of its rule's storm handling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Storm {
+    /// Sent first when the queue is backed up.
+    pub high_priority: bool,
+    /// Coalesced: the window, the digest's rows, and what its title counts.
+    pub coalesce: Option<Coalesce>,
+    /// The alert this card is about and whether it is resolved.
+    pub fold: Option<(String, FoldState)>,
+    /// The repeat key and period.
+    pub repeat: Option<(String, std::time::Duration)>,
+    /// The language the digest and fold texts are written in.
+    pub locale: crate::card::Locale,
+}
+
+/// How a card joins a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coalesce {
+    /// Cards queued within this long of the oldest go into one digest.
+    pub window: std::time::Duration,
+    /// Rows before "+N more".
+    pub max_rows: usize,
+    /// What the title counts.
+    pub noun: String,
+}
+
+/// An alert card's state, for folding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoldState {
+    /// The alert fires.
+    Firing,
+    /// The alert is resolved.
+    Resolved,
+}
+
+impl FoldState {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoldState::Firing => "firing",
+            FoldState::Resolved => "resolved",
+        }
+    }
 }
 
 /// Every test must hold.
@@ -171,6 +231,8 @@ pub enum Mapped {
         card: Card,
         /// Whom it is for.
         to: RecipientSpec,
+        /// How it behaves in a storm.
+        storm: Storm,
     },
     /// The matching rule could not render a valid card.
     Failed {
@@ -212,6 +274,7 @@ impl Mapping {
                         targets: to.iter().map(|r| r.evaluate(&scope)).collect(),
                         fallback: fallback.clone(),
                     },
+                    storm: rule.storm.render(&scope, self.locale),
                 },
                 Err(e) => {
                     tracing::debug!(rule = %rule.name, error = %e, "the card does not render");
@@ -221,6 +284,50 @@ impl Mapping {
                     }
                 }
             },
+        }
+    }
+}
+
+impl StormRules {
+    /// What this payload's card gets of these rules. A fold whose state is neither `firing`
+    /// nor `resolved`, or whose key renders empty, never folds; an empty repeat key is never a
+    /// repeat.
+    fn render(&self, scope: &Scope, locale: crate::card::Locale) -> Storm {
+        let high_priority = self
+            .priority
+            .as_ref()
+            .is_some_and(|t| t.render(scope).trim().eq_ignore_ascii_case("high"));
+        let coalesce = self
+            .coalesce
+            .as_ref()
+            .map(|(window, max_rows, noun)| Coalesce {
+                window: *window,
+                max_rows: *max_rows,
+                noun: noun
+                    .as_ref()
+                    .map(|t| t.render(scope).trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| crate::card::digest::default_noun(locale).to_string()),
+            });
+        let fold = self.fold.as_ref().and_then(|(key, state)| {
+            let key = key.render(scope);
+            let state = match state.render(scope).trim().to_ascii_lowercase().as_str() {
+                "firing" | "alerting" => FoldState::Firing,
+                "resolved" | "ok" => FoldState::Resolved,
+                _ => return None,
+            };
+            (!key.trim().is_empty()).then_some((key, state))
+        });
+        let repeat = self.repeat.as_ref().and_then(|(key, every)| {
+            let key = key.render(scope);
+            (!key.trim().is_empty()).then_some((key, *every))
+        });
+        Storm {
+            high_priority,
+            coalesce,
+            fold,
+            repeat,
+            locale,
         }
     }
 }
@@ -299,10 +406,10 @@ impl CardTemplate {
                         push_row(&mut rows, label, value, &inner);
                     }
                     if elements.len() > *max {
-                        rows.push(Row {
-                            label: "…".into(),
-                            value: format!("+{} more", elements.len() - max),
-                        });
+                        rows.push(crate::card::digest::more_row(
+                            elements.len() - max,
+                            scope.locale,
+                        ));
                     }
                 }
             }

@@ -187,6 +187,58 @@ pub struct RuleSpec {
     pub fallback: Option<Text>,
     /// The card to build.
     pub card: Option<Spanned<CardSpec>>,
+    /// `high` (or a template rendering `high`): sent first when the queue is backed up.
+    pub priority: Option<Text>,
+    /// Cards of this rule to the same recipients still queued together while sending is
+    /// rate-limited go out as one digest card.
+    pub coalesce: Option<Spanned<CoalesceSpec>>,
+    /// A resolved card replaces its firing card while that one is still queued.
+    pub fold: Option<Spanned<FoldSpec>>,
+    /// The same key at most once per period; what is held back is counted on the next card.
+    pub repeat: Option<Spanned<RepeatSpec>>,
+}
+
+/// `coalesce:` of a rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoalesceSpec {
+    /// Cards queued within this long of the oldest go into one digest (default 30 s).
+    #[serde(default = "default_coalesce_window", with = "humantime_serde")]
+    pub window: std::time::Duration,
+    /// Rows of the digest before "+N more" (default 20).
+    #[serde(default = "default_coalesce_rows")]
+    pub max_rows: usize,
+    /// What the digest's title counts (default `cards` / `条通知`): `12 alerts: …`.
+    pub noun: Option<LText>,
+}
+
+fn default_coalesce_window() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+fn default_coalesce_rows() -> usize {
+    20
+}
+
+/// `fold:` of a rule: which alert a card is about, and whether it fires or is resolved.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FoldSpec {
+    /// The alert's identity (its fingerprint, its group key, or its labels).
+    pub key: Text,
+    /// `firing` or `resolved` (anything else never folds).
+    pub state: Text,
+}
+
+/// `repeat:` of a rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepeatSpec {
+    /// What counts as the same card.
+    pub key: Text,
+    /// At most one card of a key per this long.
+    #[serde(with = "humantime_serde")]
+    pub every: std::time::Duration,
 }
 
 /// The card of a rule.

@@ -194,16 +194,23 @@ async fn receive(
         Processed::Store(event) => event,
     };
     note_event(name, &event);
-    let failed_messages = match &event.outcome {
-        EventOutcome::Mapped { messages, .. } => {
-            messages.iter().filter(|m| m.failed.is_some()).count()
-        }
-        EventOutcome::Failed { .. } => 0,
+    let (failed_messages, rule) = match &event.outcome {
+        EventOutcome::Mapped { messages, rule } => (
+            messages.iter().filter(|m| m.failed.is_some()).count(),
+            rule.clone(),
+        ),
+        EventOutcome::Failed { rule, .. } => (0, rule.clone().unwrap_or_default()),
     };
     match enqueuer.commit(event).await? {
         Committed::Accepted(id) => {
             span.record("outcome", tracing::field::display("accepted"));
             (0..failed_messages).for_each(|_| metrics::message("failed"));
+            let body = json!({"status": "accepted", "id": id});
+            Ok((HttpResponse::Accepted().json(body), Outcome::Accepted))
+        }
+        Committed::Suppressed(id) => {
+            span.record("outcome", tracing::field::display("suppressed"));
+            metrics::message_suppressed(name, &rule);
             let body = json!({"status": "accepted", "id": id});
             Ok((HttpResponse::Accepted().json(body), Outcome::Accepted))
         }

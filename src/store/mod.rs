@@ -45,6 +45,25 @@ pub struct NewMessage {
     pub body: String,
     /// `None`: queued for delivery; `Some(reason)`: stored as failed (no recipients, …).
     pub failed: Option<String>,
+    /// How it takes part in a storm.
+    pub storm: MessageStorm,
+}
+
+/// How a message takes part in a storm, as its rule said (see `deliver::storm`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageStorm {
+    /// Sent before normal ones when the queue is backed up.
+    pub high_priority: bool,
+    /// Messages with the same key (source, rule, recipients) queued within the window of
+    /// the oldest may go out as one digest.
+    pub coalesce: Option<(String, Duration)>,
+    /// The alert it is about (same key: the same alert), and `firing` or `resolved`.
+    pub fold: Option<(String, String)>,
+    /// Held back (`suppressed`) when a message of the same key of its rule was queued less
+    /// than the period ago.
+    pub repeat: Option<(String, Duration)>,
+    /// What the worker needs to write a digest or a fold (JSON, its own format).
+    pub merge: Option<String>,
 }
 
 /// What mapping made of an event, as stored.
@@ -92,6 +111,9 @@ pub struct NewEvent {
 pub enum Committed {
     /// Stored under this id.
     Accepted(String),
+    /// Stored under this id with its messages held back: a repeat of a card of the same
+    /// `repeat` key sent within its period (answered as accepted).
+    Suppressed(String),
     /// A delivery id already seen within the window: nothing stored; the first event's id.
     Duplicate(String),
 }
@@ -110,6 +132,44 @@ pub struct Claimed {
     /// When the message was created (unix ms).
     pub created_at: i64,
 }
+
+/// A queued message as the worker's composer sees it, with its event's source and rule.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// Message id.
+    pub id: i64,
+    /// Its source.
+    pub source: String,
+    /// Its rule.
+    pub rule: String,
+    /// Its `/cgi/message/send` body.
+    pub body: String,
+    /// When it was queued (unix ms).
+    pub created_at: i64,
+    /// The key of the messages it may be sent with, when its rule coalesces.
+    pub coalesce_key: Option<String>,
+    /// The alert it is about, when its rule folds.
+    pub fold_key: Option<String>,
+    /// `firing` or `resolved`, when it folds.
+    pub fold_state: Option<String>,
+    /// Repeats of its key held back before it.
+    pub suppressed_before: i64,
+    /// How a digest or fold of it is written.
+    pub merge: Option<String>,
+}
+
+/// What the composer made of a claimed message and the queued messages it may take along.
+#[derive(Debug, Clone, Default)]
+pub struct Composed {
+    /// The body to send instead of its own (a digest, a fold, a count of repeats).
+    pub body: Option<String>,
+    /// The companions sent in it: they become `coalesced` into the claimed message.
+    pub merged: Vec<i64>,
+}
+
+/// Writes the card a claimed message goes out as, from it and the companions the store found
+/// (queued messages of the same coalesce key within its window, and of the same alert).
+pub type Composer<'a> = &'a mut dyn FnMut(&Queued, &[Queued]) -> Composed;
 
 /// What one call ended in, as recorded.
 #[derive(Debug, Clone)]
@@ -231,11 +291,19 @@ pub trait Queue: Send + Sync {
     /// A database error.
     fn requeue_stale(&self, cutoff: SystemTime) -> anyhow::Result<usize>;
 
-    /// Takes the next due queued message and marks it in flight.
+    /// Takes the next due queued message (high priority first, then the oldest due) and marks
+    /// it in flight. With `merging`, a message that is not already a digest is shown to
+    /// `compose` with its companions; the body it writes and the companions it takes are
+    /// stored in the same transaction (taken ones become `coalesced` into it).
     ///
     /// # Errors
     /// A database error.
-    fn claim_next(&self, now: SystemTime) -> anyhow::Result<Option<Claimed>>;
+    fn claim_next(
+        &self,
+        now: SystemTime,
+        merging: bool,
+        compose: Composer<'_>,
+    ) -> anyhow::Result<Option<Claimed>>;
 
     /// Puts a claimed message back in the queue as it was, no attempt counted.
     ///

@@ -64,6 +64,10 @@ text_enum! {
         Failed = "failed",
         /// Attempts ran out or the vendor refused it: waits for a replay.
         Dead = "dead",
+        /// Merged into another message's digest card (`digest_id`), sent with it.
+        Coalesced = "coalesced",
+        /// Held back as a repeat of a card sent within its rule's `repeat.every`.
+        Suppressed = "suppressed",
     }
 }
 

@@ -323,6 +323,7 @@ fn the_checker_itself_finds_what_it_looks_for() {
     let routed = Routed::Rendered {
         rule: "r".into(),
         messages: vec![serde_json::from_value(card).unwrap()],
+        storm: Default::default(),
     };
     let found = problems("github", &payload, &routed);
     for want in [

@@ -73,6 +73,7 @@ impl Sender {
             Routed::Rendered {
                 rule: made_by,
                 messages,
+                ..
             } => {
                 assert_eq!(made_by, rule, "{event} rendered by the wrong rule");
                 assert_eq!(messages.len(), 1);

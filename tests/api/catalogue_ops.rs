@@ -69,7 +69,7 @@ impl Sender {
     /// Renders one valid composite for the group `default`, or panics.
     pub(crate) fn card(&self, headers: &[(&str, &str)], body: &[u8]) -> Card {
         match self.mapped(headers, body) {
-            Routed::Rendered { rule, messages } => {
+            Routed::Rendered { rule, messages, .. } => {
                 assert_eq!(messages.len(), 1);
                 assert_valid_composite(&messages[0]);
                 assert_eq!(messages[0].to_user, vec!["1000", "1001"]);

@@ -44,4 +44,5 @@ mod signatures;
 mod store;
 mod store_contract;
 mod store_copy;
+mod storms;
 mod tokens;

@@ -97,7 +97,7 @@ fn every_push_renders_a_card_including_branch_and_tag_deletions() {
             "push"
         };
         match map(&source, &groups, &[("X-GitHub-Event", "push")], &body) {
-            Routed::Rendered { rule, messages } => {
+            Routed::Rendered { rule, messages, .. } => {
                 assert_eq!(rule, expected, "push.{i}");
                 assert_valid_composite(&messages[0]);
             }

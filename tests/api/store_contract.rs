@@ -177,10 +177,16 @@ pub fn card(to: &[&str], title: &str) -> String {
 }
 
 /// A message to employee 1000, queued for delivery.
+/// A composer that sends every claimed message as it is (no merging).
+pub fn as_is(_: &fxhook::store::Queued, _: &[fxhook::store::Queued]) -> fxhook::store::Composed {
+    fxhook::store::Composed::default()
+}
+
 pub fn queued(title: &str) -> NewMessage {
     NewMessage {
         body: card(&["1000"], title),
         failed: None,
+        storm: Default::default(),
     }
 }
 
@@ -189,6 +195,7 @@ pub fn no_recipients(title: &str) -> NewMessage {
     NewMessage {
         body: card(&[], title),
         failed: Some("no recipients".into()),
+        storm: Default::default(),
     }
 }
 

@@ -22,7 +22,15 @@ use crate::store::{EventOutcome, MessageState, NewEvent, NewMessage};
 const PAGE: i64 = 50;
 
 /// The states a message can be listed by.
-const STATES: &[&str] = &["queued", "in-flight", "delivered", "failed", "dead"];
+const STATES: &[&str] = &[
+    "queued",
+    "in-flight",
+    "delivered",
+    "failed",
+    "dead",
+    "coalesced",
+    "suppressed",
+];
 
 /// `?state=…&source=…&before=…&note=…`
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +263,18 @@ async fn message_page(
                     dt { (frame.t("attempts")) } dd { (m["attempts"].as_i64().unwrap_or(0)) }
                     dt { (frame.t("updated")) } dd { (views::at(m["updated_at"].as_i64().unwrap_or(0), tz)) }
                     @if let Some(e) = m["last_error"].as_str() { dt { (frame.t("last_error")) } dd.err { (e) } }
+                    @if let Some(d) = m["digest_id"].as_i64() {
+                        dt { (frame.t("went_out_in")) } dd { a href=(c.url(&format!("/messages/{d}"))) { "#" (d) } }
+                    }
+                    @if let Some(merged) = m["merged"].as_array().filter(|a| !a.is_empty()) {
+                        dt { (frame.t("digest_of")) }
+                        dd {
+                            @for (i, id) in merged.iter().filter_map(|v| v.as_i64()).enumerate() {
+                                @if i > 0 { ", " }
+                                a href=(c.url(&format!("/messages/{id}"))) { "#" (id) }
+                            }
+                        }
+                    }
                 }
                 div.actions {
                     @if matches!(state, "dead" | "failed") {
@@ -544,6 +564,7 @@ pub async fn send_test(
             messages: vec![NewMessage {
                 body: serde_json::to_string(&body).unwrap_or_default(),
                 failed: None,
+                storm: Default::default(),
             }],
         },
     };

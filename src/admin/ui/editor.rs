@@ -88,7 +88,7 @@ fn trial_markup(lang: Locale, trial: &Trial) -> Markup {
         Trial::Ran(Routed::Failed { rule, reason }) => html! {
             p.outcome { span.badge.bad { (t("failed")) } " " (t("rule")) " " code { (rule) } ": " (reason) }
         },
-        Trial::Ran(Routed::Rendered { rule, messages }) => html! {
+        Trial::Ran(Routed::Rendered { rule, messages, .. }) => html! {
             p.outcome { span.badge.ok { (t("rendered")) } " " (t("rule")) " " code { (rule) } }
             @if let Some(first) = messages.first() {
                 (views::phone(lang, &first.composite))

@@ -48,6 +48,8 @@ pub struct Console {
     pub monitor: Arc<dyn Monitor>,
     /// Whether this replica sends.
     pub role: Arc<Role>,
+    /// Merges of the last minute (a storm being coalesced).
+    pub storm: Arc<crate::deliver::storm::StormWatch>,
     /// The vendor client in live mode (send test, token state).
     pub client: Option<Arc<FxiaokeClient>>,
     /// The prefix every route is served under (`server.path_prefix`).

@@ -166,6 +166,13 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "卡片与其他消息一样排队发送：其页面会显示发送尝试和平台的返回。",
     ),
     ("unchanged", "No changes to save.", "没有需要保存的改动。"),
+    (
+        "storm",
+        "Storm: cards merged in the last minute",
+        "告警风暴：最近一分钟合并发送的卡片",
+    ),
+    ("went_out_in", "Went out in digest", "已合并到摘要卡片"),
+    ("digest_of", "Digest of", "合并了"),
     ("saving", "Saving…", "正在保存…"),
     ("checking", "Checking…", "正在检查…"),
 ];

@@ -278,6 +278,10 @@ pub async fn overview(
                 h2 { (frame.t("delivery")) }
                 p { (frame.t("mode")) ": " b { @if console.client.is_some() { "live" } @else { "dry-run" } } }
                 p { (frame.t("role")) ": " b { (console.role.name()) } }
+                @let merged = console.storm.merged_last_minute();
+                @if merged > 0 {
+                    p.notice.warn { (frame.t("storm")) ": " b { (merged) } }
+                }
                 p { (frame.t("token_error")) ": "
                     b { (console.client.as_ref().and_then(|c| c.last_token_error()).unwrap_or_else(|| frame.t("none").to_string())) } }
             }

@@ -167,32 +167,101 @@ async fn insert(
         ],
     )
     .await?;
-    insert_messages(tx, &ev.id, 0, messages, received).await?;
-    Ok(Committed::Accepted(ev.id.clone()))
+    let scope = rule.map(|r| (ev.source.as_str(), r));
+    Ok(
+        match insert_messages(tx, &ev.id, scope, 0, messages, received).await? {
+            true => Committed::Suppressed(ev.id.clone()),
+            false => Committed::Accepted(ev.id.clone()),
+        },
+    )
 }
 
-/// Inserts an event's messages, numbered from `first_seq`: queued, or failed with their reason.
+/// Opens the repeat window of `key` (`Some(held back in the previous one)`) or counts a repeat
+/// in it (`None`). The row is locked, so two replicas count one repeat each.
+async fn repeat_window(
+    tx: &Transaction<'_>,
+    (source, rule, key): (&str, &str, &str),
+    every: Duration,
+    now_ms: i64,
+) -> anyhow::Result<Option<i64>> {
+    let until = now_ms + every.as_millis() as i64;
+    let opened = tx
+        .execute(
+            "INSERT INTO repeats (source, rule, key, until, suppressed) VALUES ($1, $2, $3, $4, 0)
+             ON CONFLICT (source, rule, key) DO NOTHING",
+            &[&source, &rule, &key, &until],
+        )
+        .await?;
+    if opened == 1 {
+        return Ok(Some(0));
+    }
+    let row = tx
+        .query_one(
+            "SELECT until, suppressed FROM repeats WHERE source = $1 AND rule = $2 AND key = $3 FOR UPDATE",
+            &[&source, &rule, &key],
+        )
+        .await?;
+    let (open_until, held): (i64, i64) = (row.get(0), row.get(1));
+    if now_ms < open_until {
+        tx.execute(
+            "UPDATE repeats SET suppressed = suppressed + 1 WHERE source = $1 AND rule = $2 AND key = $3",
+            &[&source, &rule, &key],
+        )
+        .await?;
+        return Ok(None);
+    }
+    tx.execute(
+        "UPDATE repeats SET until = $4, suppressed = 0 WHERE source = $1 AND rule = $2 AND key = $3",
+        &[&source, &rule, &key, &until],
+    )
+    .await?;
+    Ok(Some(held))
+}
+
+/// Inserts an event's messages, numbered from `first_seq`: queued, failed with their reason,
+/// or held back as a repeat within `repeats` (as SQLite's `insert_messages`). True when they
+/// were held back.
 ///
 /// # Errors
 /// A database error.
 pub async fn insert_messages(
     tx: &Transaction<'_>,
     event_id: &str,
+    repeats: Option<(&str, &str)>,
     first_seq: i64,
     messages: &[NewMessage],
     now_ms: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
+    let repeat = messages
+        .iter()
+        .find(|m| m.failed.is_none())
+        .and_then(|m| m.storm.repeat.as_ref());
+    let (held, before) = match repeat.zip(repeats) {
+        None => (false, 0),
+        Some(((key, every), (source, rule))) => {
+            match repeat_window(tx, (source, rule, key), *every, now_ms).await? {
+                Some(n) => (false, n),
+                None => (true, 0),
+            }
+        }
+    };
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 0, $5, $6, $5, $5)",
+            "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error,
+                                   created_at, updated_at, send_order, coalesce_key,
+                                   coalesce_window_ms, fold_key, fold_state, suppressed_before,
+                                   merge_spec)
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $5, $5, $7, $8, $9, $10, $11, $12, $13)",
         )
         .await?;
     for (i, m) in messages.iter().enumerate() {
-        let state = match m.failed {
-            Some(_) => MessageState::Failed,
-            None => MessageState::Queued,
+        let state = match (&m.failed, held) {
+            (Some(_), _) => MessageState::Failed,
+            (None, true) => MessageState::Suppressed,
+            (None, false) => MessageState::Queued,
         };
+        let storm = &m.storm;
+        let order: i16 = if storm.high_priority { 0 } else { 1 };
         tx.execute(
             &stmt,
             &[
@@ -202,9 +271,16 @@ pub async fn insert_messages(
                 &state.as_str(),
                 &now_ms,
                 &m.failed,
+                &order,
+                &storm.coalesce.as_ref().map(|(k, _)| k.as_str()),
+                &storm.coalesce.as_ref().map(|(_, w)| w.as_millis() as i64),
+                &storm.fold.as_ref().map(|(k, _)| k.as_str()),
+                &storm.fold.as_ref().map(|(_, s)| s.as_str()),
+                &before,
+                &storm.merge,
             ],
         )
         .await?;
     }
-    Ok(())
+    Ok(held)
 }

@@ -15,8 +15,7 @@ fn body_json(text: String) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
-const MESSAGE: &str =
-    "id, event_id, seq, state, attempts, next_attempt_at, last_error, created_at, updated_at, body";
+const MESSAGE: &str = "id, event_id, seq, state, attempts, next_attempt_at, last_error, created_at, updated_at, body, digest_id";
 const EVENT: &str = "id, source, event_type, delivery_id, received_at, state, rule, error";
 
 fn message_json(r: &Row) -> Value {
@@ -31,6 +30,7 @@ fn message_json(r: &Row) -> Value {
         "created_at": r.get::<_, i64>("created_at"),
         "updated_at": r.get::<_, i64>("updated_at"),
         "body": body_json(r.get("body")),
+        "digest_id": r.get::<_, Option<i64>>("digest_id"),
     })
 }
 
@@ -220,6 +220,16 @@ impl Inspect for Postgres {
             };
             let mut m = message_json(&row);
             m["attempts"] = Value::Array(attempts(&**client, id).await?);
+            let merged: Vec<i64> = client
+                .query(
+                    "SELECT id FROM messages WHERE digest_id = $1 ORDER BY id",
+                    &[&id],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            m["merged"] = serde_json::json!(merged);
             Ok(Some(m))
         })
     }
@@ -344,7 +354,7 @@ impl Inspect for Postgres {
                 &[&id, &state.as_str(), &rule, &error],
             )
             .await?;
-            insert_messages(&tx, id, next_seq, messages, unix_ms(now)).await?;
+            insert_messages(&tx, id, None, next_seq, messages, unix_ms(now)).await?;
             tx.commit().await?;
             Ok(true)
         })

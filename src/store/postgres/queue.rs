@@ -7,7 +7,8 @@ use tokio_postgres::Row;
 
 use super::Postgres;
 use crate::store::{
-    AttemptOutcome, AttemptRecord, Claimed, MessageState, Queue, Transition, unix_ms,
+    AttemptOutcome, AttemptRecord, Claimed, Composer, MessageState, Queue, Queued, Transition,
+    unix_ms,
 };
 
 fn claimed(r: &Row) -> Claimed {
@@ -22,6 +23,24 @@ fn claimed(r: &Row) -> Claimed {
 
 const DUE: &str = "SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $1
                    ORDER BY next_attempt_at, id";
+
+/// A queued message of a row whose columns from 5 are: source, rule, fold_state,
+/// suppressed_before, merge_spec, then `keys` (coalesce_key, fold_key); its first five are
+/// those of [`claimed`].
+fn queued(r: &Row, keys: (usize, usize)) -> Queued {
+    Queued {
+        id: r.get(0),
+        body: r.get(2),
+        created_at: r.get(4),
+        source: r.get(5),
+        rule: r.get(6),
+        fold_state: r.get(7),
+        suppressed_before: r.get(8),
+        merge: r.get(9),
+        coalesce_key: r.get(keys.0),
+        fold_key: r.get(keys.1),
+    }
+}
 
 impl Queue for Postgres {
     fn requeue_in_flight(&self, now: SystemTime) -> anyhow::Result<usize> {
@@ -53,19 +72,90 @@ impl Queue for Postgres {
         })
     }
 
-    fn claim_next(&self, now: SystemTime) -> anyhow::Result<Option<Claimed>> {
+    fn claim_next(
+        &self,
+        now: SystemTime,
+        merging: bool,
+        compose: Composer<'_>,
+    ) -> anyhow::Result<Option<Claimed>> {
         self.run(async {
-            let sql = format!(
-                "UPDATE messages SET state = 'in-flight', updated_at = $1
-                 WHERE id = ({DUE} LIMIT 1 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, event_id, body, attempts, created_at"
-            );
-            let row = self
-                .client()
+            let now = unix_ms(now);
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT m.id, m.event_id, m.body, m.attempts, m.created_at, e.source,
+                            COALESCE(e.rule, ''), m.fold_state, m.suppressed_before, m.merge_spec,
+                            m.own_body IS NOT NULL, m.coalesce_key, m.coalesce_window_ms, m.fold_key
+                     FROM messages m JOIN events e ON e.id = m.event_id
+                     WHERE m.state = 'queued' AND m.next_attempt_at <= $1
+                     ORDER BY m.send_order, m.next_attempt_at, m.id LIMIT 1
+                     FOR UPDATE OF m SKIP LOCKED",
+                    &[&now],
+                )
                 .await?
-                .query_opt(&sql, &[&unix_ms(now)])
-                .await?;
-            Ok(row.as_ref().map(claimed))
+            else {
+                return Ok(None);
+            };
+            let mut claimed = claimed(&row);
+            let carrier = queued(&row, (11, 13));
+            let is_digest: bool = row.get(10);
+            if !is_digest {
+                let companions = match merging {
+                    true => {
+                        let (key, window, fold): (Option<String>, Option<i64>, Option<String>) =
+                            (row.get(11), row.get(12), row.get(13));
+                        let until = carrier.created_at + window.unwrap_or(0);
+                        tx.query(
+                            "SELECT m.id, m.event_id, m.body, m.attempts, m.created_at, e.source,
+                                    COALESCE(e.rule, ''), m.fold_state, m.suppressed_before,
+                                    m.merge_spec, m.coalesce_key, m.fold_key
+                             FROM messages m JOIN events e ON e.id = m.event_id
+                             WHERE m.state = 'queued' AND m.id <> $1 AND m.own_body IS NULL
+                               AND (($2::TEXT IS NOT NULL AND m.coalesce_key = $2
+                                     AND m.next_attempt_at <= $3 AND m.created_at <= $4)
+                                 OR ($5::TEXT IS NOT NULL AND m.fold_key = $5))
+                             ORDER BY m.created_at, m.id LIMIT 10000
+                             FOR UPDATE OF m SKIP LOCKED",
+                            &[&claimed.id, &key, &now, &until, &fold],
+                        )
+                        .await?
+                        .iter()
+                        .map(|r| queued(r, (10, 11)))
+                        .collect()
+                    }
+                    false => Vec::new(),
+                };
+                let composed = compose(&carrier, &companions);
+                if let Some(body) = composed.body {
+                    tx.execute(
+                        "UPDATE messages SET own_body = body, body = $2 WHERE id = $1",
+                        &[&claimed.id, &body],
+                    )
+                    .await?;
+                    claimed.body = body;
+                }
+                let taken: Vec<i64> = composed
+                    .merged
+                    .into_iter()
+                    .filter(|id| companions.iter().any(|c| c.id == *id))
+                    .collect();
+                if !taken.is_empty() {
+                    tx.execute(
+                        "UPDATE messages SET state = 'coalesced', digest_id = $2, updated_at = $3
+                         WHERE id = ANY($1) AND state = 'queued'",
+                        &[&taken, &claimed.id, &now],
+                    )
+                    .await?;
+                }
+            }
+            tx.execute(
+                "UPDATE messages SET state = 'in-flight', updated_at = $2 WHERE id = $1",
+                &[&claimed.id, &now],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some(claimed))
         })
     }
 

@@ -100,6 +100,37 @@ pub const MIGRATIONS: &[&str] = &[
         expires_at  TIMESTAMPTZ NOT NULL
     );
     "#,
+    // 3: alert storms (as SQLite's migration 4): merged and suppressed messages, what the
+    //    worker needs to merge, priorities, and the repeat windows.
+    r#"
+    ALTER TABLE messages DROP CONSTRAINT messages_state_check;
+    ALTER TABLE messages ADD CONSTRAINT messages_state_check
+        CHECK (state IN ('queued', 'in-flight', 'delivered', 'failed', 'dead', 'coalesced', 'suppressed'));
+    ALTER TABLE messages
+        ADD COLUMN send_order          SMALLINT NOT NULL DEFAULT 1,
+        ADD COLUMN coalesce_key        TEXT,
+        ADD COLUMN coalesce_window_ms  BIGINT,
+        ADD COLUMN fold_key            TEXT,
+        ADD COLUMN fold_state          TEXT,
+        ADD COLUMN suppressed_before   BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN digest_id           BIGINT,
+        ADD COLUMN own_body            TEXT,
+        ADD COLUMN merge_spec          TEXT;
+    DROP INDEX messages_due;
+    CREATE INDEX messages_due ON messages (state, send_order, next_attempt_at);
+    CREATE INDEX messages_coalescing ON messages (coalesce_key, state) WHERE coalesce_key IS NOT NULL;
+    CREATE INDEX messages_folding ON messages (fold_key, state) WHERE fold_key IS NOT NULL;
+    CREATE INDEX messages_by_digest ON messages (digest_id) WHERE digest_id IS NOT NULL;
+
+    CREATE TABLE repeats (
+        source      TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        until       BIGINT NOT NULL,
+        suppressed  BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, rule, key)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -108,38 +108,109 @@ fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<
         rule,
         error
     ])?;
-    insert_messages(conn, &ev.id, 0, messages, received)?;
-    Ok(Committed::Accepted(ev.id.clone()))
+    let scope = rule.map(|r| (ev.source.as_str(), r));
+    let held = insert_messages(conn, &ev.id, scope, 0, messages, received)?;
+    Ok(match held {
+        true => Committed::Suppressed(ev.id.clone()),
+        false => Committed::Accepted(ev.id.clone()),
+    })
 }
 
-/// Inserts an event's messages, numbered from `first_seq`: queued, or failed with their reason.
+/// What the repeat window of a key says of a new card.
+enum Repeat {
+    /// Not a repeat: it opens a window; this many were held back in the previous one.
+    Opens(i64),
+    /// A repeat within the window: held back (counted).
+    HeldBack,
+}
+
+/// Opens the repeat window of `key` or counts a repeat in it.
+fn repeat_window(
+    conn: &Connection,
+    (source, rule, key): (&str, &str, &str),
+    every: Duration,
+    now_ms: i64,
+) -> anyhow::Result<Repeat> {
+    let open: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT until, suppressed FROM repeats WHERE source = ?1 AND rule = ?2 AND key = ?3",
+        )?
+        .query_row(params![source, rule, key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match open {
+        Some((until, _)) if now_ms < until => {
+            conn.prepare_cached(
+                "UPDATE repeats SET suppressed = suppressed + 1 WHERE source = ?1 AND rule = ?2 AND key = ?3",
+            )?
+            .execute(params![source, rule, key])?;
+            Ok(Repeat::HeldBack)
+        }
+        previous => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO repeats (source, rule, key, until, suppressed) VALUES (?1, ?2, ?3, ?4, 0)",
+            )?
+            .execute(params![source, rule, key, now_ms + every.as_millis() as i64])?;
+            Ok(Repeat::Opens(previous.map_or(0, |(_, n)| n)))
+        }
+    }
+}
+
+/// Inserts an event's messages, numbered from `first_seq`: queued, failed with their reason,
+/// or held back as a repeat within `repeats` (the source and rule whose repeat windows apply;
+/// none for an admin's re-map). The event's messages share one card, so one repeat window
+/// decides for all. True when they were held back.
 ///
 /// # Errors
 /// A database error.
 pub fn insert_messages(
     conn: &Connection,
     event_id: &str,
+    repeats: Option<(&str, &str)>,
     first_seq: i64,
     messages: &[NewMessage],
     now_ms: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
+    let repeat = messages
+        .iter()
+        .find(|m| m.failed.is_none())
+        .and_then(|m| m.storm.repeat.as_ref());
+    let (held, before) = match repeat.zip(repeats) {
+        None => (false, 0),
+        Some(((key, every), (source, rule))) => {
+            match repeat_window(conn, (source, rule, key), *every, now_ms)? {
+                Repeat::Opens(n) => (false, n),
+                Repeat::HeldBack => (true, 0),
+            }
+        }
+    };
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?5, ?5)",
+        "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error,
+                               created_at, updated_at, send_order, coalesce_key, coalesce_window_ms,
+                               fold_key, fold_state, suppressed_before, merge_spec)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?5, ?5, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     for (i, m) in messages.iter().enumerate() {
-        let state = match m.failed {
-            Some(_) => MessageState::Failed,
-            None => MessageState::Queued,
+        let state = match (&m.failed, held) {
+            (Some(_), _) => MessageState::Failed,
+            (None, true) => MessageState::Suppressed,
+            (None, false) => MessageState::Queued,
         };
+        let storm = &m.storm;
         stmt.execute(params![
             event_id,
             first_seq + i as i64,
             m.body,
             state.as_str(),
             now_ms,
-            m.failed
+            m.failed,
+            if storm.high_priority { 0 } else { 1 },
+            storm.coalesce.as_ref().map(|(k, _)| k),
+            storm.coalesce.as_ref().map(|(_, w)| w.as_millis() as i64),
+            storm.fold.as_ref().map(|(k, _)| k),
+            storm.fold.as_ref().map(|(_, s)| s),
+            before,
+            storm.merge,
         ])?;
     }
-    Ok(())
+    Ok(held)
 }

@@ -28,6 +28,7 @@ fn message_json(r: &Row) -> rusqlite::Result<Value> {
         "created_at": r.get::<_, i64>("created_at")?,
         "updated_at": r.get::<_, i64>("updated_at")?,
         "body": body_json(r.get("body")?),
+        "digest_id": r.get::<_, Option<i64>>("digest_id")?,
     }))
 }
 
@@ -117,6 +118,11 @@ pub fn message_detail(conn: &Connection, id: i64) -> anyhow::Result<Option<Value
         return Ok(None);
     };
     m["attempts"] = Value::Array(attempts(conn, id)?);
+    let merged: Vec<i64> = conn
+        .prepare_cached("SELECT id FROM messages WHERE digest_id = ?1 ORDER BY id")?
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    m["merged"] = json!(merged);
     Ok(Some(m))
 }
 
@@ -267,7 +273,7 @@ pub fn apply_remap(
         "UPDATE events SET state = ?2, rule = ?3, error = ?4 WHERE id = ?1",
         params![id, state.as_str(), rule, error],
     )?;
-    insert_messages(&tx, id, next_seq, messages, unix_ms(now))?;
+    insert_messages(&tx, id, None, next_seq, messages, unix_ms(now))?;
     tx.commit()?;
     Ok(true)
 }

@@ -134,4 +134,55 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE attempts_v3 RENAME TO attempts;
     CREATE INDEX attempts_by_message ON attempts (message_id);
     "#,
+    // 4: alert storms. A message may be merged into another one's digest (`coalesced`, with
+    //    `digest_id`) or held back as a repeat (`suppressed`); it carries what the worker needs
+    //    to merge it (`coalesce_key`, `coalesce_window_ms`, `fold_key`/`fold_state`), its
+    //    priority, how many repeats were held back before it, and its own card when its body
+    //    became a digest (`own_body`). `repeats` keeps the repeat windows across restarts.
+    r#"
+    CREATE TABLE messages_v4 (
+        id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id            TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+        seq                 INTEGER NOT NULL,
+        body                TEXT NOT NULL,
+        state               TEXT NOT NULL
+                            CHECK (state IN ('queued', 'in-flight', 'delivered', 'failed', 'dead',
+                                             'coalesced', 'suppressed')),
+        attempts            INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at     INTEGER NOT NULL,
+        last_error          TEXT,
+        created_at          INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL,
+        send_order          INTEGER NOT NULL DEFAULT 1,  -- 0: priority high, sent first
+        coalesce_key        TEXT,
+        coalesce_window_ms  INTEGER,
+        fold_key            TEXT,
+        fold_state          TEXT,
+        suppressed_before   INTEGER NOT NULL DEFAULT 0,
+        digest_id           INTEGER,
+        own_body            TEXT,
+        merge_spec          TEXT,
+        UNIQUE (event_id, seq)
+    );
+    INSERT INTO messages_v4 (id, event_id, seq, body, state, attempts, next_attempt_at,
+                             last_error, created_at, updated_at)
+        SELECT id, event_id, seq, body, state, attempts, next_attempt_at,
+               last_error, created_at, updated_at FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v4 RENAME TO messages;
+    CREATE INDEX messages_due ON messages (state, send_order, next_attempt_at);
+    CREATE INDEX messages_by_event ON messages (event_id);
+    CREATE INDEX messages_coalescing ON messages (coalesce_key, state) WHERE coalesce_key IS NOT NULL;
+    CREATE INDEX messages_folding ON messages (fold_key, state) WHERE fold_key IS NOT NULL;
+    CREATE INDEX messages_by_digest ON messages (digest_id) WHERE digest_id IS NOT NULL;
+
+    CREATE TABLE repeats (
+        source      TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        until       INTEGER NOT NULL,           -- unix ms: the end of the window a card opened
+        suppressed  INTEGER NOT NULL DEFAULT 0, -- repeats held back in it
+        PRIMARY KEY (source, rule, key)
+    );
+    "#,
 ];

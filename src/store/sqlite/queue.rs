@@ -7,7 +7,9 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Sqlite;
-use crate::store::{AttemptOutcome, AttemptRecord, Claimed, Queue, Transition, unix_ms};
+use crate::store::{
+    AttemptOutcome, AttemptRecord, Claimed, Composer, Queue, Queued, Transition, unix_ms,
+};
 
 /// Puts back every message a previous process took and did not finish (it died).
 ///
@@ -94,31 +96,137 @@ pub fn deliver_dry_run(
     Ok(due.len())
 }
 
-/// Takes the next due queued message and marks it in-flight.
+/// Takes the next due queued message (high priority first) and marks it in flight, after
+/// `compose` wrote the card it goes out as (see [`Queue::claim_next`]).
 ///
 /// # Errors
 /// A database error.
-pub fn claim_next(conn: &Connection, now: SystemTime) -> anyhow::Result<Option<Claimed>> {
+pub fn claim_next(
+    conn: &mut Connection,
+    now: SystemTime,
+    merging: bool,
+    compose: Composer<'_>,
+) -> anyhow::Result<Option<Claimed>> {
     let now = unix_ms(now);
-    conn.query_row(
-        "UPDATE messages SET state = 'in-flight', updated_at = ?1
-         WHERE id = (SELECT id FROM messages
-                     WHERE state = 'queued' AND next_attempt_at <= ?1
-                     ORDER BY next_attempt_at, id LIMIT 1)
-         RETURNING id, event_id, body, attempts, created_at",
-        params![now],
-        |r| {
-            Ok(Claimed {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let next = tx
+        .prepare_cached(
+            "SELECT m.id, m.event_id, m.body, m.attempts, m.created_at, e.source,
+                    COALESCE(e.rule, ''), m.fold_state, m.suppressed_before, m.merge_spec,
+                    m.own_body IS NOT NULL, m.coalesce_key, m.coalesce_window_ms, m.fold_key
+             FROM messages m JOIN events e ON e.id = m.event_id
+             WHERE m.state = 'queued' AND m.next_attempt_at <= ?1
+             ORDER BY m.state, m.send_order, m.next_attempt_at, m.id LIMIT 1",
+        )?
+        .query_row(params![now], |r| {
+            let claimed = Claimed {
                 id: r.get(0)?,
                 event_id: r.get(1)?,
                 body: r.get(2)?,
                 attempts: r.get(3)?,
                 created_at: r.get(4)?,
-            })
-        },
-    )
-    .optional()
-    .context("cannot claim a message")
+            };
+            let keys: (Option<String>, Option<i64>, Option<String>) =
+                (r.get(11)?, r.get(12)?, r.get(13)?);
+            let queued = Queued {
+                id: claimed.id,
+                source: r.get(5)?,
+                rule: r.get(6)?,
+                body: claimed.body.clone(),
+                created_at: claimed.created_at,
+                coalesce_key: keys.0.clone(),
+                fold_key: keys.2.clone(),
+                fold_state: r.get(7)?,
+                suppressed_before: r.get(8)?,
+                merge: r.get(9)?,
+            };
+            let is_digest: bool = r.get(10)?;
+            Ok((claimed, queued, is_digest, keys))
+        })
+        .optional()
+        .context("cannot claim a message")?;
+    let Some((mut claimed, queued, is_digest, (coalesce_key, window, fold_key))) = next else {
+        return Ok(None);
+    };
+    // A digest (or a fold) that failed is retried whole, as it was written.
+    if !is_digest {
+        let companions = match merging {
+            true => companions(&tx, &queued, now, coalesce_key, window, fold_key)?,
+            false => Vec::new(),
+        };
+        let composed = compose(&queued, &companions);
+        if let Some(body) = composed.body {
+            tx.prepare_cached("UPDATE messages SET own_body = body, body = ?2 WHERE id = ?1")?
+                .execute(params![claimed.id, body])?;
+            claimed.body = body;
+        }
+        let mut merge = tx.prepare_cached(
+            "UPDATE messages SET state = 'coalesced', digest_id = ?2, updated_at = ?3
+             WHERE id = ?1 AND state = 'queued'",
+        )?;
+        for id in composed.merged {
+            if companions.iter().any(|c| c.id == id) {
+                merge.execute(params![id, claimed.id, now])?;
+            }
+        }
+    }
+    tx.prepare_cached("UPDATE messages SET state = 'in-flight', updated_at = ?2 WHERE id = ?1")?
+        .execute(params![claimed.id, now])?;
+    tx.commit()?;
+    Ok(Some(claimed))
+}
+
+/// The most companions one digest takes (its rows are capped; its count is not).
+const MAX_COMPANIONS: i64 = 10_000;
+
+/// The queued messages `carrier` may take along: due ones of its coalesce key queued within
+/// its window, and any of its alert (to fold), oldest first.
+fn companions(
+    conn: &Connection,
+    carrier: &Queued,
+    now: i64,
+    coalesce_key: Option<String>,
+    window: Option<i64>,
+    fold_key: Option<String>,
+) -> anyhow::Result<Vec<Queued>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, e.source, COALESCE(e.rule, ''), m.body, m.created_at, m.fold_state,
+                m.suppressed_before, m.merge_spec, m.coalesce_key, m.fold_key
+         FROM messages m JOIN events e ON e.id = m.event_id
+         WHERE m.state = 'queued' AND m.id != ?1 AND m.own_body IS NULL
+           AND ((?2 IS NOT NULL AND m.coalesce_key = ?2 AND m.next_attempt_at <= ?3
+                 AND m.created_at <= ?4)
+             OR (?5 IS NOT NULL AND m.fold_key = ?5))
+         ORDER BY m.created_at, m.id LIMIT ?6",
+    )?;
+    let until = carrier.created_at + window.unwrap_or(0);
+    let rows = stmt
+        .query_map(
+            params![
+                carrier.id,
+                coalesce_key,
+                now,
+                until,
+                fold_key,
+                MAX_COMPANIONS
+            ],
+            |r| {
+                Ok(Queued {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    rule: r.get(2)?,
+                    body: r.get(3)?,
+                    created_at: r.get(4)?,
+                    fold_state: r.get(5)?,
+                    suppressed_before: r.get(6)?,
+                    merge: r.get(7)?,
+                    coalesce_key: r.get(8)?,
+                    fold_key: r.get(9)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
 }
 
 /// Records the calls of one attempt and moves the message on, in one transaction.
@@ -219,8 +327,13 @@ impl Queue for Sqlite {
         requeue_stale(&*self.conn()?, cutoff)
     }
 
-    fn claim_next(&self, now: SystemTime) -> anyhow::Result<Option<Claimed>> {
-        claim_next(&*self.conn()?, now)
+    fn claim_next(
+        &self,
+        now: SystemTime,
+        merging: bool,
+        compose: Composer<'_>,
+    ) -> anyhow::Result<Option<Claimed>> {
+        claim_next(&mut *self.conn()?, now, merging, compose)
     }
 
     fn release_claim(&self, id: i64) -> anyhow::Result<()> {

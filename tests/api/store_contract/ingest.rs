@@ -202,7 +202,7 @@ fn two_processes_committing_one_delivery_id_at_once_accept_it_exactly_once_on_bo
             let accepted: Vec<&String> = pair
                 .iter()
                 .filter_map(|c| match c {
-                    Committed::Accepted(id) => Some(id),
+                    Committed::Accepted(id) | Committed::Suppressed(id) => Some(id),
                     Committed::Duplicate(_) => None,
                 })
                 .collect();

@@ -1,5 +1,6 @@
 //! The admin API's contract: listings, details and replays (re-maps are in `remap`).
 
+use crate::store_contract::as_is;
 use std::collections::BTreeSet;
 
 use fxhook::store::{AttemptOutcome, EventState, MessageState, NewMessage, Replay, unix_ms};
@@ -123,7 +124,7 @@ fn an_event_detail_holds_its_payload_headers_and_messages_with_their_attempts_on
             &mut *store,
             &mapped("e-1", t0, vec![queued("a"), queued("b")]),
         );
-        let first = store.claim_next(now()).unwrap().unwrap();
+        let first = store.claim_next(now(), false, &mut as_is).unwrap().unwrap();
         finish(
             &*store,
             first.id,
@@ -163,6 +164,7 @@ fn only_dead_and_failed_messages_are_replayed_and_one_without_recipients_waits_f
         let failed_with_recipients = NewMessage {
             body: card(&["1000"], "y"),
             failed: Some("refused by a filter".into()),
+            storm: Default::default(),
         };
         let messages = vec![
             queued("dead"),
@@ -179,21 +181,21 @@ fn only_dead_and_failed_messages_are_replayed_and_one_without_recipients_waits_f
             .iter()
             .map(|m| m["id"].as_i64().unwrap())
             .collect();
-        let dead = store.claim_next(now()).unwrap().unwrap();
+        let dead = store.claim_next(now(), false, &mut as_is).unwrap().unwrap();
         finish(
             &*store,
             dead.id,
             AttemptOutcome::Refused,
             MessageState::Dead,
         );
-        let delivered = store.claim_next(now()).unwrap().unwrap();
+        let delivered = store.claim_next(now(), false, &mut as_is).unwrap().unwrap();
         finish(
             &*store,
             delivered.id,
             AttemptOutcome::Delivered,
             MessageState::Delivered,
         );
-        store.claim_next(now()).unwrap().unwrap();
+        store.claim_next(now(), false, &mut as_is).unwrap().unwrap();
         let at = after(now(), 5);
 
         let answers: Vec<Replay> = id
@@ -231,14 +233,26 @@ fn only_dead_and_failed_messages_are_replayed_and_one_without_recipients_waits_f
         assert_eq!(message(&*store, id[1])["state"], "failed");
         assert_eq!(message(&*store, id[2])["state"], "queued");
         assert!(
-            store.claim_next(before(at, 1)).unwrap().is_some(),
+            store
+                .claim_next(before(at, 1), false, &mut as_is)
+                .unwrap()
+                .is_some(),
             "the last queued one"
         );
         assert!(
-            store.claim_next(before(at, 1)).unwrap().is_none(),
+            store
+                .claim_next(before(at, 1), false, &mut as_is)
+                .unwrap()
+                .is_none(),
             "replayed wait for `at`"
         );
-        assert_eq!(store.claim_next(at).unwrap().map(|c| c.id), Some(id[0]));
+        assert_eq!(
+            store
+                .claim_next(at, false, &mut as_is)
+                .unwrap()
+                .map(|c| c.id),
+            Some(id[0])
+        );
     });
 }
 
@@ -260,7 +274,7 @@ fn replaying_every_dead_message_queues_them_and_nothing_else_on_both_stores() {
             MessageState::Delivered,
             MessageState::Dead,
         ] {
-            let c = store.claim_next(now()).unwrap().unwrap();
+            let c = store.claim_next(now(), false, &mut as_is).unwrap().unwrap();
             finish(&*store, c.id, AttemptOutcome::Refused, state);
         }
 

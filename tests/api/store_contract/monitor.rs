@@ -1,6 +1,7 @@
 //! Readiness and gauges, and the schema: a store migrates once, however many processes open it
 //! at once, and one written by a newer build is refused.
 
+use crate::store_contract::as_is;
 use std::sync::Barrier;
 
 use fxhook::store::{QueueStats, from_unix_ms, unix_ms};
@@ -18,7 +19,10 @@ fn the_monitor_pings_counts_the_queue_and_measures_the_store_on_both_stores() {
             &mapped("e-1", after(t0, 5), vec![queued("a"), queued("b")]),
         );
         store_event(&mut *store, &mapped("e-2", t0, vec![queued("c")]));
-        store.claim_next(now()).unwrap().expect("e-2's message");
+        store
+            .claim_next(now(), false, &mut as_is)
+            .unwrap()
+            .expect("e-2's message");
 
         store.ping().unwrap();
         store.heartbeat(now()).unwrap();

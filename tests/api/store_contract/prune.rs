@@ -1,6 +1,7 @@
 //! Retention on both stores: the table of `tests/api/prune.rs`, each event put in its states
 //! through the worker's own calls (claim, finish) rather than by SQL.
 
+use crate::store_contract::as_is;
 use std::time::{Duration, SystemTime};
 
 use fxhook::store::{AttemptOutcome, MessageState, Transition};
@@ -58,7 +59,10 @@ fn put(store: &mut dyn Store, now: SystemTime, event: &Stored) {
         .collect();
     store_event(store, &mapped(event.id, at, messages));
     for state in states.iter().filter(|s| **s != "failed") {
-        let claimed = store.claim_next(now).unwrap().expect("a message to claim");
+        let claimed = store
+            .claim_next(now, false, &mut as_is)
+            .unwrap()
+            .expect("a message to claim");
         assert_eq!(claimed.event_id, event.id);
         match *state {
             "in-flight" => {}

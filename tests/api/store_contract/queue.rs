@@ -2,6 +2,7 @@
 //! delivered, a later retry or dead; claims put back (released, after a crash, when stale);
 //! concurrent claimers; and dry-run batches.
 
+use crate::store_contract::as_is;
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
@@ -22,7 +23,7 @@ fn title(body: &str) -> String {
 }
 
 fn claim(store: &dyn Store, at: std::time::SystemTime) -> Option<Claimed> {
-    store.claim_next(at).unwrap()
+    store.claim_next(at, false, &mut as_is).unwrap()
 }
 
 #[test]
@@ -275,7 +276,7 @@ fn two_claimers_at_once_never_take_the_same_message_on_both_stores() {
                 std::thread::spawn(move || {
                     barrier.wait();
                     let mut ids = Vec::new();
-                    while let Some(c) = store.claim_next(now()).unwrap() {
+                    while let Some(c) = store.claim_next(now(), false, &mut as_is).unwrap() {
                         ids.push(c.id);
                     }
                     ids

@@ -1,6 +1,7 @@
 //! Re-mapping's side of the admin API: what a re-map needs of a stored event, when a re-map is
 //! refused (a card would be sent twice) and what it replaces when it is not.
 
+use crate::store_contract::as_is;
 use fxhook::store::{AttemptOutcome, EventOutcome, EventState, MessageState, NewMessage, unix_ms};
 use serde_json::{Value, json};
 
@@ -51,8 +52,8 @@ fn a_remap_is_refused_while_a_message_is_queued_in_flight_or_delivered_on_both_s
             &mut *store,
             &mapped("e-queued", after(t0, 2), vec![queued("c")]),
         );
-        store.claim_next(now()).unwrap().unwrap();
-        let done = store.claim_next(now()).unwrap().unwrap();
+        store.claim_next(now(), false, &mut as_is).unwrap().unwrap();
+        let done = store.claim_next(now(), false, &mut as_is).unwrap().unwrap();
         finish(
             &*store,
             done.id,
@@ -86,7 +87,7 @@ fn a_remap_replaces_failed_and_dead_messages_with_new_ones_numbered_after_them_o
             &mut *store,
             &mapped("e", t0, vec![queued("a"), no_recipients("b")]),
         );
-        let dead = store.claim_next(now()).unwrap().unwrap();
+        let dead = store.claim_next(now(), false, &mut as_is).unwrap().unwrap();
         finish(
             &*store,
             dead.id,
@@ -138,7 +139,7 @@ fn a_remap_replaces_failed_and_dead_messages_with_new_ones_numbered_after_them_o
             2,
             "the old ones are gone"
         );
-        let next = store.claim_next(at).unwrap().unwrap();
+        let next = store.claim_next(at, false, &mut as_is).unwrap().unwrap();
         assert_eq!(next.event_id, "e");
     });
 }

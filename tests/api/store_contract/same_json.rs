@@ -2,6 +2,7 @@
 //! the same JSON, key for key and value for value, once the numeric ids and the times the
 //! store takes from its own clock are replaced by placeholders.
 
+use crate::store_contract::as_is;
 use std::time::Duration;
 
 use fxhook::store::{
@@ -42,7 +43,10 @@ fn play(store: &mut dyn Store) {
         &mapped("e-4", t0 + s(3), vec![queued("e"), queued("f")]),
     );
 
-    let a = store.claim_next(t0 + s(10)).unwrap().unwrap();
+    let a = store
+        .claim_next(t0 + s(10), false, &mut as_is)
+        .unwrap()
+        .unwrap();
     let refresh = AttemptRecord {
         outcome: AttemptOutcome::TokenRefresh,
         http_status: Some(200),
@@ -65,7 +69,10 @@ fn play(store: &mut dyn Store) {
             &delivered,
         )
         .unwrap();
-    let c = store.claim_next(t0 + s(11)).unwrap().unwrap();
+    let c = store
+        .claim_next(t0 + s(11), false, &mut as_is)
+        .unwrap()
+        .unwrap();
     let retry = Transition {
         state: MessageState::Queued,
         next_attempt_at: Some(t0 + s(60)),
@@ -82,7 +89,10 @@ fn play(store: &mut dyn Store) {
     store
         .finish_attempt(c.id, t0 + s(11), &[unavailable], &retry)
         .unwrap();
-    let d = store.claim_next(t0 + s(12)).unwrap().unwrap();
+    let d = store
+        .claim_next(t0 + s(12), false, &mut as_is)
+        .unwrap()
+        .unwrap();
     let dead = Transition {
         state: MessageState::Dead,
         next_attempt_at: None,
@@ -96,7 +106,10 @@ fn play(store: &mut dyn Store) {
     store
         .finish_attempt(d.id, t0 + s(12), &[refused], &dead)
         .unwrap();
-    store.claim_next(t0 + s(13)).unwrap().unwrap();
+    store
+        .claim_next(t0 + s(13), false, &mut as_is)
+        .unwrap()
+        .unwrap();
     store.deliver_dry_run(t0 + s(14), 10, &mut |_| {}).unwrap();
     store.replay_message(d.id, t0 + s(20)).unwrap();
 }
