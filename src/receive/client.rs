@@ -5,6 +5,27 @@ use std::net::IpAddr;
 
 use crate::config::IpRange;
 
+/// The client address of `req` (its `X-Forwarded-For` lines joined, a proxy may append its
+/// own; else its `Forwarded` header) behind the `trusted` proxies.
+pub fn of_request(req: &actix_web::HttpRequest, trusted: &[IpRange]) -> Option<IpAddr> {
+    let xff: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!xff.is_empty()).then(|| xff.join(", ")).or_else(|| {
+        req.headers()
+            .get("forwarded")
+            .and_then(|v| v.to_str().ok())
+            .map(forwarded_for)
+    });
+    client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded.as_deref(),
+        trusted,
+    )
+}
+
 /// The client address of a request.
 pub fn client_ip(
     peer: Option<IpAddr>,

@@ -11,7 +11,6 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use tracing::Instrument;
 
-use super::client::client_ip;
 use crate::config::IpRange;
 
 /// The reverse proxies whose `X-Forwarded-For` (or `Forwarded`) is believed.
@@ -42,23 +41,9 @@ pub async fn request_context(
         .app_data::<web::Data<TrustedProxies>>()
         .map(|t| t.0.clone())
         .unwrap_or_default();
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    // A proxy may append its own header line instead of extending the first: join them all.
-    let xff: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let forwarded = (!xff.is_empty())
-        .then(|| xff.join(", "))
-        .or_else(|| header("forwarded").map(super::client::forwarded_for));
-    let client = client_ip(
-        req.peer_addr().map(|a| a.ip()),
-        forwarded.as_deref(),
-        &trusted,
-    )
-    .map(|ip| ip.to_string())
-    .unwrap_or_else(|| "-".into());
+    let client = super::client::of_request(req.request(), &trusted)
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "-".into());
     // source, delivery_id and event_id are filled in by the handler as they become known.
     let span = tracing::info_span!(
         "request",

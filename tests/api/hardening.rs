@@ -107,6 +107,7 @@ fn connections_beyond_the_bound_wait_until_a_stalled_one_is_timed_out() {
         ],
     );
     let port = gw.port;
+    let started = Instant::now();
     // Four uploads stall and fill the bound; each reports when its 408 came.
     let stalled: Vec<_> = (0..4)
         .map(|_| {
@@ -136,10 +137,15 @@ fn connections_beyond_the_bound_wait_until_a_stalled_one_is_timed_out() {
     for (_, answer) in &timed_out {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     }
+    // The fifth is served once the first stalled one is closed (2 s body timeout): not
+    // before. (Compared with the start, not with the 408's reader thread, which a busy machine
+    // may schedule after the fifth's.)
     let first_408 = timed_out.iter().map(|(at, _)| *at).min().unwrap();
     assert!(
-        served_at >= first_408,
-        "the fifth connection was served before any stalled one was closed: no bound"
+        served_at.duration_since(started) >= Duration::from_millis(1500),
+        "the fifth connection was served {:?} after the stalled ones began, before any was closed (first 408 after {:?}): no bound",
+        served_at.duration_since(started),
+        first_408.duration_since(started)
     );
     let logs = gw.logs.lock().unwrap().join("\n");
     assert!(logs.contains("max_connections=4"), "{logs}");

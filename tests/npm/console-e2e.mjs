@@ -37,11 +37,25 @@ const browser = await chromium.launch({
 });
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-US" });
 const page = await context.newPage();
+// A busy machine (the whole test suite runs beside this) slows the browser down.
+page.setDefaultTimeout(120_000);
 const consoleErrors = [];
 page.on("console", (m) => {
   if (m.type() === "error") consoleErrors.push(m.text());
 });
 page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+// The editor's text replaced, as one edit (an input event, as typing or pasting makes).
+async function setEditor(text) {
+  await page.$eval(
+    "#yaml",
+    (el, value) => {
+      el.value = value;
+      el.dispatchEvent(new Event("input", { bubbles: true }));
+    },
+    text,
+  );
+}
 
 // A screenshot of the page as it is, at phone width and at desktop width.
 async function shoot(name) {
@@ -81,14 +95,16 @@ try {
 
   step("a broken template shows its error at its line and column");
   const original = await page.inputValue("#yaml");
-  const title = `title: "{$.repository.full_name}: {$.commits | count} commit(s) to {$.ref | trim_prefix('refs/heads/')}"\n      first: "{$.pusher.name | default($.sender.login)} pushed to {$.ref} (new branch)"`;
+  // The push-new-branch rule's English title and the next lines (its Chinese title, the first
+  // line's key and English text): one place in the file.
+  const title = `en: "{$.repository.full_name}: {$.commits | count} commit(s) to {$.ref | trim_prefix('refs/heads/')}"\n        zh-CN: "{$.repository.full_name}：{$.commits | count} 个提交推送到 {$.ref | trim_prefix('refs/heads/')}"\n      first:\n        en: "{$.pusher.name | default($.sender.login)} pushed to {$.ref} (new branch)"`;
   const at = original.indexOf(title);
   expect(at >= 0, "the push-new-branch title in github.yaml");
   const broken = original.slice(0, at) + title.replace("| count}", "| cuont}") + original.slice(at + title.length);
   const lines = broken.split("\n");
   const line = lines.findIndex((l) => l.includes("cuont")) + 1;
   const col = lines[line - 1].indexOf("cuont") + 1;
-  await page.fill("#yaml", broken);
+  await setEditor(broken);
   await page.waitForSelector(`#problems li.error[data-line="${line}"][data-col="${col}"]`);
   const problem = await page.textContent("#problems li.error");
   expect(problem.startsWith(`${line}:${col}`) && problem.includes("unknown filter 'cuont'"), `${line}:${col} unknown filter, got ${problem}`);
@@ -96,8 +112,8 @@ try {
   await shoot("editor-error");
 
   step("fixed with a new title, the preview shows it");
-  const fixed = original.slice(0, at) + title.replace('title: "{$.repository.full_name}:', `title: "${prefix} {$.repository.full_name}:`) + original.slice(at + title.length);
-  await page.fill("#yaml", fixed);
+  const fixed = original.slice(0, at) + title.replace('en: "{$.repository.full_name}:', `en: "${prefix} {$.repository.full_name}:`) + original.slice(at + title.length);
+  await setEditor(fixed);
   await page.waitForFunction(
     (p) => document.querySelector("#result .fx-head")?.textContent.startsWith(p),
     prefix,
@@ -111,7 +127,7 @@ try {
   await page.click("#review");
   await page.waitForSelector("#review-panel:not([hidden])");
   const diff = await page.textContent("#diff");
-  expect(diff.includes(`+      title: "${prefix}`), `the new title in the diff, got ${diff}`);
+  expect(diff.includes(`+        en: "${prefix}`), `the new title in the diff, got ${diff}`);
   await shoot("editor-diff");
   await page.click("#confirm-save");
   await page.waitForFunction(() => document.querySelector("#save-status")?.className === "ok");

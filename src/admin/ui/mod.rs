@@ -92,9 +92,10 @@ impl Console {
                 .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
     }
 
-    fn client_ip(req: &HttpRequest) -> IpAddr {
-        req.peer_addr()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
+    /// The client's address: behind a trusted proxy, the one it forwarded for.
+    fn client_ip(&self, req: &HttpRequest) -> IpAddr {
+        crate::receive::client::of_request(req, &self.trusted_proxies)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
     }
 }
 
@@ -248,7 +249,7 @@ async fn sign_in(
     form: web::Form<SignIn>,
 ) -> HttpResponse {
     let lang = console.lang(&req);
-    let client = Console::client_ip(&req);
+    let client = console.client_ip(&req);
     if console.sessions.token_matches(&form.token) {
         let value = console.sessions.issue(SystemTime::now());
         let cookie = Cookie::build(COOKIE, value)

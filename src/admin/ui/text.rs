@@ -50,7 +50,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("send_body", "Send body", "发送内容"),
     ("event", "Event", "事件"),
     ("recent_event", "Recent event", "最近事件"),
-    ("paste", "Or paste a payload", "或粘贴一个负载"),
+    ("paste", "Or paste a payload", "或粘贴一个载荷"),
     (
         "headers",
         "Headers (Name: value, one a line)",
@@ -102,7 +102,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     (
         "dry_run_note",
         "Dry run: the card is logged, not sent.",
-        "演练模式：卡片只记录日志，不会发送。",
+        "试运行：卡片只记录日志，不会发送。",
     ),
     ("sent", "Sent.", "已发送。"),
     ("not_sent", "Not sent", "未发送"),
@@ -112,12 +112,12 @@ const TEXTS: &[(&str, &str, &str)] = &[
     (
         "no_event",
         "No stored event of this source yet: paste a payload to try the rules.",
-        "此来源还没有已存储的事件：粘贴一个负载来试用规则。",
+        "此来源还没有已存储的事件：粘贴一个载荷来试用规则。",
     ),
     (
         "bad_payload",
         "The payload cannot be read",
-        "无法读取该负载",
+        "无法读取该载荷",
     ),
     (
         "fix_first",
