@@ -93,10 +93,10 @@ impl Merger {
             let same_alert = |q: &&Queued| q.fold_key.is_some() && q.fold_key == carrier.fold_key;
             let resolved = companions
                 .iter()
+                .rev()
                 .filter(same_alert)
                 .filter(|q| q.fold_state.as_deref() == Some("resolved"))
-                .filter_map(|q| card_of(q).map(|c| (q, c)))
-                .last();
+                .find_map(|q| card_of(q).map(|c| (q, c)));
             if let Some((r, resolved_card)) = resolved {
                 let fired_at = self.time(carrier.created_at);
                 let resolved_at = self.time(r.created_at);

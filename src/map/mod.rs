@@ -215,8 +215,10 @@ pub enum Target {
     Lookup(Vec<String>),
 }
 
-/// What mapping made of a payload.
+/// What mapping made of a payload. (Rendered is the large variant and the usual one: boxing
+/// it would cost an allocation per event to shrink the rare ones.)
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Mapped {
     /// No rule wants it, or a rule ignores it.
     Ignored {

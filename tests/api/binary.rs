@@ -265,13 +265,25 @@ fn render_speaks_english_by_default_and_chinese_when_cards_locale_says_so() {
     let render = |locale: Option<&str>, source: &str, header: &str, fixture: &str| {
         let mut cmd = fxhook();
         cmd.current_dir(dir.path())
-            .args(["render", "--source", source, "--header", header, "--payload"])
+            .args([
+                "render",
+                "--source",
+                source,
+                "--header",
+                header,
+                "--payload",
+            ])
             .arg(repo_file(fixture));
         if let Some(l) = locale {
             cmd.env("FXHOOK__CARDS__LOCALE", l);
         }
         let out = cmd.output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         doc["messages"][0]["composite"].clone()
     };
@@ -280,9 +292,24 @@ fn render_speaks_english_by_default_and_chinese_when_cards_locale_says_so() {
         text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
     };
     let cases = [
-        ("github", "X-GitHub-Event: push", "mappings/examples/github/push.4.json", "个提交推送到"),
-        ("github", "X-GitHub-Event: pull_request", "tests/fixtures/github/pull_request.closed.json", "拉取请求"),
-        ("alertmanager", "X-Anything: 1", "tests/fixtures/alertmanager-0.25-firing.body.json", "告警中"),
+        (
+            "github",
+            "X-GitHub-Event: push",
+            "mappings/examples/github/push.4.json",
+            "个提交推送到",
+        ),
+        (
+            "github",
+            "X-GitHub-Event: pull_request",
+            "tests/fixtures/github/pull_request.closed.json",
+            "拉取请求",
+        ),
+        (
+            "alertmanager",
+            "X-Anything: 1",
+            "tests/fixtures/alertmanager-0.25-firing.body.json",
+            "告警中",
+        ),
     ];
     for (source, header, fixture, word) in cases {
         let en = render(None, source, header, fixture);

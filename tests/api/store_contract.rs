@@ -17,6 +17,7 @@ mod prune;
 mod queue;
 mod remap;
 mod same_json;
+mod storm;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;

@@ -143,4 +143,6 @@ fn value_of<'v>(path: &JsonPath, scope: &Scope<'v>) -> Cow<'v, Value> {
 }
 
 #[cfg(test)]
+mod filter_tests;
+#[cfg(test)]
 mod tests;

@@ -261,7 +261,7 @@ pub async fn insert_messages(
             (None, false) => MessageState::Queued,
         };
         let storm = &m.storm;
-        let order: i16 = if storm.high_priority { 0 } else { 1 };
+        let order: i32 = if storm.high_priority { 0 } else { 1 };
         tx.execute(
             &stmt,
             &[

@@ -47,6 +47,20 @@ fn event_json(r: &Row) -> Value {
     })
 }
 
+/// The ids of the messages that went out merged into message `id`.
+async fn merged_into(c: &impl GenericClient, id: i64) -> anyhow::Result<Value> {
+    let ids: Vec<i64> = c
+        .query(
+            "SELECT id FROM messages WHERE digest_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(serde_json::json!(ids))
+}
+
 async fn attempts(c: &impl GenericClient, message_id: i64) -> anyhow::Result<Vec<Value>> {
     let rows = c
         .query(
@@ -199,6 +213,7 @@ impl Inspect for Postgres {
             for r in &rows {
                 let mut m = message_json(r);
                 m["attempts"] = Value::Array(attempts(&**client, r.get("id")).await?);
+                m["merged"] = merged_into(&**client, r.get("id")).await?;
                 messages.push(m);
             }
             e["messages"] = Value::Array(messages);
@@ -220,16 +235,7 @@ impl Inspect for Postgres {
             };
             let mut m = message_json(&row);
             m["attempts"] = Value::Array(attempts(&**client, id).await?);
-            let merged: Vec<i64> = client
-                .query(
-                    "SELECT id FROM messages WHERE digest_id = $1 ORDER BY id",
-                    &[&id],
-                )
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            m["merged"] = serde_json::json!(merged);
+            m["merged"] = merged_into(&**client, id).await?;
             Ok(Some(m))
         })
     }

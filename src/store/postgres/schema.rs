@@ -107,7 +107,7 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD CONSTRAINT messages_state_check
         CHECK (state IN ('queued', 'in-flight', 'delivered', 'failed', 'dead', 'coalesced', 'suppressed'));
     ALTER TABLE messages
-        ADD COLUMN send_order          SMALLINT NOT NULL DEFAULT 1,
+        ADD COLUMN send_order          INTEGER NOT NULL DEFAULT 1,
         ADD COLUMN coalesce_key        TEXT,
         ADD COLUMN coalesce_window_ms  BIGINT,
         ADD COLUMN fold_key            TEXT,

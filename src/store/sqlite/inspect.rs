@@ -102,6 +102,15 @@ fn attempts(conn: &Connection, message_id: i64) -> anyhow::Result<Vec<Value>> {
     Ok(rows)
 }
 
+/// The ids of the messages that went out merged into message `id`.
+fn merged_into(conn: &Connection, id: i64) -> anyhow::Result<Value> {
+    let ids: Vec<i64> = conn
+        .prepare_cached("SELECT id FROM messages WHERE digest_id = ?1 ORDER BY id")?
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(json!(ids))
+}
+
 /// One message with its attempts.
 ///
 /// # Errors
@@ -118,11 +127,7 @@ pub fn message_detail(conn: &Connection, id: i64) -> anyhow::Result<Option<Value
         return Ok(None);
     };
     m["attempts"] = Value::Array(attempts(conn, id)?);
-    let merged: Vec<i64> = conn
-        .prepare_cached("SELECT id FROM messages WHERE digest_id = ?1 ORDER BY id")?
-        .query_map(params![id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    m["merged"] = json!(merged);
+    m["merged"] = merged_into(conn, id)?;
     Ok(Some(m))
 }
 
@@ -150,6 +155,7 @@ pub fn event_detail(conn: &Connection, id: &str) -> anyhow::Result<Option<Value>
     for m in &mut messages {
         let mid = m["id"].as_i64().unwrap_or_default();
         m["attempts"] = Value::Array(attempts(conn, mid)?);
+        m["merged"] = merged_into(conn, mid)?;
     }
     e["messages"] = Value::Array(messages);
     Ok(Some(e))

@@ -35,6 +35,7 @@ const MESSAGE_KEYS: &[&str] = &[
     "created_at",
     "updated_at",
     "body",
+    "digest_id",
 ];
 const EVENT_KEYS: &[&str] = &[
     "id",
