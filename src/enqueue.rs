@@ -69,6 +69,7 @@ pub fn watch_store(
     health: Arc<StoreHealth>,
 ) {
     let flag = Arc::clone(&enqueuer.overloaded);
+    let size = Arc::clone(&enqueuer.bytes);
     // Weak: the writer stops when the last request handle goes, not when this task does.
     let writer = enqueuer.tx.downgrade();
     tokio::spawn(async move {
@@ -97,6 +98,8 @@ pub fn watch_store(
             let Ok(Ok((queued, bytes))) = measured else {
                 continue;
             };
+            size.store(bytes, Ordering::Relaxed);
+            crate::metrics::store_bytes(bytes, bounds.max_bytes);
             let over = queued > bounds.max_queued || bytes > bounds.max_bytes;
             if over != flag.swap(over, Ordering::Relaxed) {
                 if over {
@@ -177,6 +180,8 @@ pub struct Enqueuer {
     tx: mpsc::Sender<Work>,
     /// Set while the store is over its bounds (see [`watch_store`]).
     overloaded: Arc<AtomicBool>,
+    /// The store's size at the last measure (`u64::MAX` before the first).
+    bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Starts the writer thread on `store`. It stops when every [`Enqueuer`] is dropped.
@@ -206,6 +211,7 @@ pub fn start(
         Enqueuer {
             tx,
             overloaded: Arc::new(AtomicBool::new(false)),
+            bytes: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
         },
         handle,
     ))
@@ -220,6 +226,11 @@ impl Enqueuer {
     /// True while the store is over its bounds and new events are refused.
     pub fn is_over_bounds(&self) -> bool {
         self.overloaded.load(Ordering::Relaxed)
+    }
+
+    /// The store's size on disk at the last measure (every second), once measured.
+    pub fn store_bytes(&self) -> Option<u64> {
+        Some(self.bytes.load(Ordering::Relaxed)).filter(|b| *b != u64::MAX)
     }
 
     /// Commits `event` durably (or finds it a duplicate).

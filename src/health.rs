@@ -32,6 +32,8 @@ pub struct Readyz {
     pub role: Arc<crate::deliver::lease::Role>,
     /// Merges of the last minute (a storm being coalesced).
     pub storm: Arc<crate::deliver::storm::StormWatch>,
+    /// `store.max_bytes`.
+    pub max_bytes: u64,
 }
 
 /// The Prometheus endpoint.
@@ -120,6 +122,10 @@ async fn readyz(ready: web::Data<Readyz>, catalog: web::Data<Catalog>) -> HttpRe
     if let Some(why) = &problem {
         body["store_error"] = json!(why);
     }
+    if let Some(bytes) = ready.enqueuer.store_bytes() {
+        body["store_bytes"] = json!(bytes);
+    }
+    body["store_max_bytes"] = json!(ready.max_bytes);
     match problem {
         None => HttpResponse::Ok().json(body),
         Some(_) => HttpResponse::ServiceUnavailable().json(body),

@@ -22,7 +22,10 @@ pub fn install() -> PrometheusHandle {
             let builder = PrometheusBuilder::new();
             let builder = builder.set_buckets(LATENCY_BUCKETS).unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
-                Ok(handle) => handle,
+                Ok(handle) => {
+                    keep_up(handle.clone());
+                    handle
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed; /metrics stays empty");
                     PrometheusBuilder::new().build_recorder().handle()
@@ -30,6 +33,31 @@ pub fn install() -> PrometheusHandle {
             }
         })
         .clone()
+}
+
+/// How often the exporter's upkeep runs (histogram samples drained into their buckets).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the exporter's upkeep on a timer of its own: histogram samples otherwise pile up until
+/// a scrape drains them, and many installations never scrape.
+fn keep_up(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("fxhook-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "metrics upkeep not started: memory grows until /metrics is scraped");
+    }
+}
+
+/// The store's size on disk (database and WAL) and its bound (`store.max_bytes`).
+pub fn store_bytes(bytes: u64, max_bytes: u64) {
+    gauge!("fxhook_store_bytes").set(bytes as f64);
+    gauge!("fxhook_store_max_bytes").set(max_bytes as f64);
 }
 
 /// How a webhook was answered.

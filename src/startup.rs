@@ -146,6 +146,7 @@ impl Application {
             delivery: client,
             role: worker.role(),
             storm: worker.storm(),
+            max_bytes: settings.store.max_bytes,
         });
         let metrics = web::Data::new(MetricsEndpoint {
             handle: metrics_handle,

@@ -303,6 +303,11 @@ impl Admin {
             .store(move |s| s.stored_event(&lookup))
             .await?
             .ok_or_else(|| AdminError::NotFound(format!("no event {id}")))?;
+        if stored.payload.is_empty() {
+            return Err(AdminError::Conflict(format!(
+                "the payload of event {id} was dropped after delivery.keep_payloads: it cannot be re-mapped"
+            )));
+        }
         let catalog = &self.catalog;
         let sources = catalog.load();
         let source = sources.get(&stored.source).ok_or_else(|| {

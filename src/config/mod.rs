@@ -117,9 +117,13 @@ pub struct DeliverySettings {
     /// Whole-request timeout towards the vendor.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// How long delivered events and their payloads are kept.
+    /// How long delivered events are kept (their card, attempts and ids).
     #[serde(with = "humantime_serde")]
     pub keep_delivered: Duration,
+    /// How long the payloads of delivered events are kept (dropped before the rows, so that a
+    /// busy store holds about a day of payloads).
+    #[serde(with = "humantime_serde")]
+    pub keep_payloads: Duration,
     /// How long dead events are kept.
     #[serde(with = "humantime_serde")]
     pub keep_dead: Duration,
@@ -160,6 +164,7 @@ impl Default for DeliverySettings {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             keep_delivered: Duration::from_secs(7 * 24 * 3600),
+            keep_payloads: Duration::from_secs(24 * 3600),
             keep_dead: Duration::from_secs(30 * 24 * 3600),
             poll_interval: Duration::from_secs(1),
             max_age: Duration::from_secs(48 * 3600),

@@ -73,6 +73,8 @@ pub struct WorkerSettings {
     pub keep_delivered: Duration,
     /// Retention of dead and failed events.
     pub keep_dead: Duration,
+    /// Retention of the payloads of delivered events.
+    pub keep_payloads: Duration,
     /// A claim older than this was lost (store error, dead task): the message is queued again.
     pub stale_after: Duration,
     /// The delivery lease (one sender among replicas).
@@ -94,6 +96,7 @@ impl From<&crate::config::DeliverySettings> for WorkerSettings {
             concurrency: d.concurrency,
             keep_delivered: d.keep_delivered,
             keep_dead: d.keep_dead,
+            keep_payloads: d.keep_payloads,
             // A claim lives for a token fetch and a send, each bounded by the request timeout.
             stale_after: d.request_timeout * 3 + Duration::from_secs(60),
             lease: LeaseTiming::of(d.lease),
@@ -108,6 +111,13 @@ impl From<&crate::config::DeliverySettings> for WorkerSettings {
 }
 
 impl WorkerSettings {
+    /// How often retention runs: every 10 minutes, or a quarter of the shortest retention when
+    /// that is shorter (a short retention is kept to closely), at least every second.
+    pub fn prune_every(&self) -> Duration {
+        (self.keep_payloads.min(self.keep_delivered) / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(600))
+    }
+
     /// Merged cards are written in `tz` (`mappings.timezone`) within `limits` (`cards.*`).
     pub fn with_cards(mut self, tz: chrono_tz::Tz, limits: crate::card::CardLimits) -> Self {
         self.merger.tz = tz;
@@ -470,6 +480,18 @@ impl Worker {
             Ok(n) => tracing::info!(events = n, "pruned events past their retention"),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot prune old events"),
         }
+        let keep = self.settings.keep_payloads;
+        match self
+            .store(move |q| q.drop_payloads(SystemTime::now(), keep))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "dropped the payloads of delivered events past delivery.keep_payloads"
+            ),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot drop old payloads"),
+        }
     }
 
     async fn run_loop(self, prunes: bool) {
@@ -477,7 +499,7 @@ impl Worker {
         let mut last_prune: Option<Instant> = None;
         let mut last_reap = Instant::now();
         while !*stop.borrow_and_update() {
-            if prunes && last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
+            if prunes && last_prune.is_none_or(|t| t.elapsed() > self.settings.prune_every()) {
                 last_prune = Some(Instant::now());
                 self.prune().await;
             }

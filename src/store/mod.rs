@@ -360,6 +360,14 @@ pub trait Queue: Send + Sync {
         keep_delivered: Duration,
         keep_dead: Duration,
     ) -> anyhow::Result<usize>;
+
+    /// Drops the payloads of events received more than `keep` ago whose messages all went out
+    /// (delivered, merged or held back as repeats); the rows stay. Also forgets repeat windows
+    /// that ended more than `keep` ago. How many payloads were dropped.
+    ///
+    /// # Errors
+    /// A database error.
+    fn drop_payloads(&self, now: SystemTime, keep: Duration) -> anyhow::Result<usize>;
 }
 
 /// The admin API's side.

@@ -39,6 +39,7 @@ mod prune;
 mod reload;
 mod replicas;
 mod restarts;
+mod retention;
 mod secrets_in_logs;
 mod signatures;
 mod store;

@@ -170,6 +170,9 @@ async fn payload_for(
     let Some(stored) = stored else {
         return Ok(None);
     };
+    if stored.payload.is_empty() {
+        return Err("its payload was dropped after delivery.keep_payloads".into());
+    }
     verify::offline::trust_stored(
         super::super::stored_headers(&stored.headers),
         bytes::Bytes::from(stored.payload),

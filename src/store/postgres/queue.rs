@@ -334,4 +334,32 @@ impl Queue for Postgres {
             }
         })
     }
+
+    fn drop_payloads(&self, now: SystemTime, keep: Duration) -> anyhow::Result<usize> {
+        let cutoff = unix_ms(now) - keep.as_millis() as i64;
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute("DELETE FROM repeats WHERE until < $1", &[&cutoff])
+                .await?;
+            let mut total = 0;
+            loop {
+                let n = client
+                    .execute(
+                        "UPDATE events SET payload = ''::BYTEA WHERE id IN (
+                            SELECT id FROM events
+                            WHERE received_at < $1 AND state = 'mapped' AND octet_length(payload) > 0
+                              AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                                              AND m.state NOT IN ('delivered', 'coalesced', 'suppressed'))
+                            LIMIT 500)",
+                        &[&cutoff],
+                    )
+                    .await? as usize;
+                total += n;
+                if n < 500 {
+                    return Ok(total);
+                }
+            }
+        })
+    }
 }

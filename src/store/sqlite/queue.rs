@@ -377,6 +377,36 @@ impl Queue for Sqlite {
     ) -> anyhow::Result<usize> {
         prune(&*self.conn()?, now, keep_delivered, keep_dead)
     }
+
+    fn drop_payloads(&self, now: SystemTime, keep: Duration) -> anyhow::Result<usize> {
+        drop_payloads(&*self.conn()?, now, keep)
+    }
+}
+
+/// See [`Queue::drop_payloads`]: in batches of 500, each its own short transaction.
+///
+/// # Errors
+/// A database error.
+pub fn drop_payloads(conn: &Connection, now: SystemTime, keep: Duration) -> anyhow::Result<usize> {
+    let cutoff = unix_ms(now) - keep.as_millis() as i64;
+    conn.execute("DELETE FROM repeats WHERE until < ?1", params![cutoff])?;
+    let mut total = 0;
+    loop {
+        let n = conn.execute(
+            "UPDATE events SET payload = X'' WHERE id IN (
+                SELECT id FROM events
+                WHERE received_at < ?1 AND state = 'mapped' AND length(payload) > 0
+                  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                                  AND m.state NOT IN ('delivered', 'coalesced', 'suppressed'))
+                LIMIT 500)",
+            params![cutoff],
+        )?;
+        total += n;
+        if n < 500 {
+            return Ok(total);
+        }
+        std::thread::yield_now();
+    }
 }
 
 #[cfg(test)]

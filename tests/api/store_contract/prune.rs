@@ -218,3 +218,41 @@ fn an_event_exactly_at_its_retention_is_kept_and_one_a_second_older_is_not_on_bo
         assert_eq!(event_ids(&*store), ["dead-at-30d", "delivered-at-7d"]);
     });
 }
+
+#[test]
+fn payloads_of_delivered_events_go_before_their_rows_and_nothing_else_loses_its_payload_on_both_stores()
+ {
+    on_both(|fresh| {
+        let mut store = fresh.open();
+        let now = now();
+        // (event, payload kept?) with payloads of delivered events kept 1 day.
+        let table = [
+            (stored("delivered-2d", 2, &["delivered"]), false),
+            (stored("delivered-12h", 0, &["delivered"]), true),
+            (stored("queued-2d", 2, &["queued"]), true),
+            (stored("delivered+dead-2d", 2, &["delivered", "dead"]), true),
+            (mapping_failed("failed-mapping-2d", 2), true),
+        ];
+        for (event, _) in &table {
+            put(&mut *store, now, event);
+        }
+        let dropped = store.drop_payloads(now, DAY).unwrap();
+        assert_eq!(dropped, 1, "{:?}", fresh.backend);
+        for (event, kept) in &table {
+            let stored = store
+                .stored_event(event.id)
+                .unwrap()
+                .expect("the row stays");
+            assert_eq!(
+                !stored.payload.is_empty(),
+                *kept,
+                "{:?}: {}",
+                fresh.backend,
+                event.id
+            );
+        }
+        let detail = store.event_detail("delivered-2d").unwrap().unwrap();
+        assert_eq!(detail["messages"][0]["state"], "delivered");
+        assert_eq!(store.drop_payloads(now, DAY).unwrap(), 0, "once");
+    });
+}
