@@ -338,7 +338,7 @@ impl Admin {
             return Err(AdminError::Conflict(match document {
                 Err(reason) => format!("the mapping still fails ({reason}): nothing changed"),
                 Ok(_) => format!(
-                    "event {id} has messages queued, in flight or delivered: re-mapping would send them twice"
+                    "event {id} has messages queued, in flight, delivered or sent inside a digest, or carries a digest of other cards: re-mapping would send a card twice or lose one"
                 ),
             }));
         }

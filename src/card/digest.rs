@@ -12,6 +12,9 @@ pub fn default_noun(locale: Locale) -> &'static str {
     }
 }
 
+/// How many distinct titles a digest's title names at most.
+const NAMED: usize = 8;
+
 /// One card of a digest.
 #[derive(Debug, Clone)]
 pub struct Part<'a> {
@@ -71,12 +74,14 @@ pub fn digest(
         return Err(CardError::Empty("digest"));
     };
     let n = parts.len();
-    let mut titles: Vec<&str> = Vec::new();
-    for p in parts {
-        if !titles.contains(&p.card.head.title.as_str()) {
-            titles.push(&p.card.head.title);
-        }
-    }
+    // The first few distinct titles (the title is cut at its limit anyway).
+    let mut seen = std::collections::HashSet::new();
+    let titles: Vec<&str> = parts
+        .iter()
+        .map(|p| p.card.head.title.as_str())
+        .filter(|t| seen.insert(*t))
+        .take(NAMED)
+        .collect();
     let named = join(style.locale, &titles);
     let title = match style.locale {
         Locale::En => format!("{n} {}: {named}", style.noun),

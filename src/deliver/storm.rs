@@ -88,30 +88,34 @@ impl Merger {
         let mut card = body.composite.clone();
         let mut changed = false;
 
-        // A firing alert whose resolution is queued: one card, the resolved one, saying when.
-        if self.merging && carrier.fold_state.as_deref() == Some("firing") {
-            let same_alert = |q: &&Queued| q.fold_key.is_some() && q.fold_key == carrier.fold_key;
-            let resolved = companions
+        // An alert whose latest queued card is its resolution, with a firing card of it queued
+        // too: one card, the resolution, saying when it fired. (When it fired again after the
+        // resolution, nothing folds: the digest below tells each card in order.)
+        if self.merging && carrier.fold_key.is_some() {
+            let same_alert: Vec<&Queued> = companions
                 .iter()
-                .rev()
-                .filter(same_alert)
-                .filter(|q| q.fold_state.as_deref() == Some("resolved"))
-                .find_map(|q| card_of(q).map(|c| (q, c)));
-            if let Some((r, resolved_card)) = resolved {
-                let fired_at = self.time(carrier.created_at);
-                let resolved_at = self.time(r.created_at);
-                if let Ok(folded) = digest::fold(
+                .filter(|q| q.fold_key == carrier.fold_key)
+                .collect();
+            let all = || std::iter::once(carrier).chain(same_alert.iter().copied());
+            let latest = all().max_by_key(|q| (q.created_at, q.id));
+            let first_firing = all()
+                .filter(|q| q.fold_state.as_deref() == Some("firing"))
+                .min_by_key(|q| (q.created_at, q.id));
+            if let (Some(latest), Some(fired)) = (latest, first_firing)
+                && latest.fold_state.as_deref() == Some("resolved")
+                && let Some(resolved_card) = card_of(latest)
+                && let Ok(folded) = digest::fold(
                     &resolved_card,
-                    &fired_at,
-                    &resolved_at,
+                    &self.time(fired.created_at),
+                    &self.time(latest.created_at),
                     locale,
                     &self.limits,
-                ) {
-                    card = folded;
-                    changed = true;
-                    // Every queued card of this alert is told by this one.
-                    merged.extend(companions.iter().filter(same_alert));
-                }
+                )
+            {
+                card = folded;
+                changed = true;
+                // Every queued card of this alert is told by this one.
+                merged.extend(same_alert.iter().copied());
             }
         }
 
@@ -308,6 +312,38 @@ mod tests {
         let first = card.first.unwrap().content;
         assert!(
             first.starts_with("fired at 22:13, resolved at 22:16"),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn an_alert_that_fired_again_after_its_resolution_is_not_folded_away() {
+        let alert = |id, title: &str, state: &str, at| {
+            let mut q = queued(id, title, at);
+            q.coalesce_key = None;
+            q.fold_key = Some("alert".into());
+            q.fold_state = Some(state.into());
+            q
+        };
+        let firing = alert(1, "[FIRING:1] Disk", "firing", 0);
+        let companions = [
+            alert(2, "[RESOLVED] Disk", "resolved", 5),
+            alert(3, "[FIRING:1] Disk", "firing", 7),
+        ];
+        let composed = merger(true).compose(&firing, &companions, &mut Taken::default());
+        assert!(
+            composed.merged.is_empty(),
+            "the alert fires: nothing is folded away"
+        );
+        // A resolution that is the latest card folds everything before it, even a carrier that
+        // is itself the resolution with older firings still queued (they backed off).
+        let resolved = alert(4, "[RESOLVED] Disk", "resolved", 9);
+        let older = [alert(5, "[FIRING:1] Disk", "firing", 1)];
+        let composed = merger(true).compose(&resolved, &older, &mut Taken::default());
+        assert_eq!(composed.merged, [5]);
+        let first = sent(&composed).composite.first.unwrap().content;
+        assert!(
+            first.starts_with("fired at 22:14, resolved at 22:22"),
             "{first}"
         );
     }

@@ -524,7 +524,12 @@ fn write_with_backup(file: &Path, previous: &[u8], text: &str) -> std::io::Resul
         temp.as_file().set_permissions(meta.permissions())?;
     }
     temp.persist(file).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    // The rename is done: a folder that cannot be synced (some file systems refuse) does not
+    // undo the save.
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "the mappings folder was not synced after a save");
+    }
+    Ok(())
 }
 
 /// The download form: the text a read-only folder could not take.

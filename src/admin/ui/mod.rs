@@ -35,7 +35,7 @@ use crate::deliver::lease::Role;
 use crate::store::Monitor;
 use session::{COOKIE, Session, Sessions};
 
-/// Wrong tokens a minute one client address may try before it waits.
+/// Sign-ins a minute one client address (an IPv6 /64) may try before it waits.
 pub const SIGN_IN_FAILURES_A_MINUTE: u32 = 5;
 
 /// What the console works with, besides the admin API's parts.
@@ -109,6 +109,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/ui")
             .wrap(from_fn(gate))
+            // A mapping file (up to 1 MiB of text) in a JSON body, or URL-encoded in the
+            // download form (Chinese text takes 9 bytes a character there).
+            .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
+            .app_data(web::FormConfig::default().limit(12 * 1024 * 1024))
             .route("", web::get().to(to_overview))
             .route("/", web::get().to(views::overview))
             .route("/sign-in", web::get().to(sign_in_form))
@@ -160,7 +164,11 @@ pub async fn gate<B: MessageBody + 'static>(
         return Ok(req.into_response(off).map_into_right_body());
     };
     let path = req.path().to_string();
-    let open = path.ends_with("/sign-in") || path.contains("/admin/ui/assets/");
+    // The sign-in form, the assets, and `/admin/ui` itself (it only redirects to `/admin/ui/`,
+    // where the cookie's path starts).
+    let open = path.ends_with("/sign-in")
+        || path.contains("/admin/ui/assets/")
+        || path.ends_with("/admin/ui");
     let session = req
         .cookie(COOKIE)
         .and_then(|c| console.sessions.check(c.value(), SystemTime::now()));
@@ -250,6 +258,16 @@ async fn sign_in(
 ) -> HttpResponse {
     let lang = console.lang(&req);
     let client = console.client_ip(&req);
+    // Every try counts, and the limit is checked before the token: over it, even the right
+    // token waits (a guess that lands is not let in at network speed).
+    if !console.sessions.may_try(client) {
+        tracing::warn!(client_ip = %client, "console sign-in refused: too many tries from this address");
+        let mut res = views::sign_in(&console, lang, Some(text::t(lang, "too_many")));
+        *res.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+        return res;
+    }
     if console.sessions.token_matches(&form.token) {
         let value = console.sessions.issue(SystemTime::now());
         let cookie = Cookie::build(COOKIE, value)
@@ -267,13 +285,6 @@ async fn sign_in(
         return res;
     }
     tracing::warn!(client_ip = %client, "console sign-in with a wrong token");
-    if !console.sessions.may_try(client) {
-        let mut res = views::sign_in(&console, lang, Some(text::t(lang, "too_many")));
-        *res.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
-        return res;
-    }
     let mut res = views::sign_in(&console, lang, Some(text::t(lang, "wrong_token")));
     *res.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
     res

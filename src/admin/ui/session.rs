@@ -91,9 +91,20 @@ impl Sessions {
         )
     }
 
-    /// Counts a failed sign-in from `client`; `false` once it has failed too often this minute.
+    /// Counts a sign-in try from `client` (an IPv6 address by its /64, which one host holds
+    /// whole); `false` once it tried too often this minute.
     pub fn may_try(&self, client: IpAddr) -> bool {
-        self.failures.check_key(&client).is_ok()
+        let key = match client {
+            IpAddr::V6(v6) => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+            v4 => v4,
+        };
+        // Forget addresses whose minute is over, so that the map stays small.
+        self.failures.retain_recent();
+        self.failures.check_key(&key).is_ok()
     }
 
     /// A new session from `now`: the cookie's value.
@@ -102,7 +113,7 @@ impl Sessions {
         let expires = unix(now) + self.ttl.as_secs();
         let sig = hex::encode(mac(
             &self.key,
-            &[expires.to_string().as_bytes(), nonce.as_bytes()],
+            &[b"session", expires.to_string().as_bytes(), nonce.as_bytes()],
         ));
         format!("{expires}.{nonce}.{sig}")
     }
@@ -114,7 +125,10 @@ impl Sessions {
         if parts.next().is_some() {
             return None;
         }
-        let want = mac(&self.key, &[expires.as_bytes(), nonce.as_bytes()]);
+        let want = mac(
+            &self.key,
+            &[b"session", expires.as_bytes(), nonce.as_bytes()],
+        );
         let given = hex::decode(sig).ok()?;
         if !crate::verify::crypto::constant_time_eq(&want, &given) {
             return None;
@@ -203,6 +217,12 @@ mod tests {
         assert!((0..3).all(|_| s.may_try(a)));
         assert!(!s.may_try(a), "the fourth in a minute");
         assert!(s.may_try(b));
+        let (c, d): (IpAddr, IpAddr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::ffff".parse().unwrap(),
+        );
+        assert!((0..3).all(|_| s.may_try(c)));
+        assert!(!s.may_try(d), "one /64 is one client");
         assert!(s.token_matches(" admin-token-0123456789 "));
         assert!(!s.token_matches("admin-token"));
     }

@@ -320,11 +320,15 @@ impl Inspect for Postgres {
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
-            // Lock the event's messages: a concurrent claim waits, then sees the new ones.
+            // Lock the event's messages: a concurrent claim waits, then sees the new ones. Busy:
+            // on its way or sent (alone or inside another's digest), or carrying other events'
+            // cards (a digest: replacing it would lose them).
             let busy: i64 = tx
                 .query_one(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM messages WHERE event_id = $1
-                       AND state IN ('queued', 'in-flight', 'delivered') FOR UPDATE) m",
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.event_id = $1
+                       AND (m.state IN ('queued', 'in-flight', 'delivered', 'coalesced')
+                            OR EXISTS (SELECT 1 FROM messages d WHERE d.digest_id = m.id))
+                       FOR UPDATE OF m) x",
                     &[&id],
                 )
                 .await?

@@ -127,6 +127,7 @@ impl Queue for Postgres {
                     false => Vec::new(),
                 };
                 let composed = compose(&carrier, &companions);
+                let wrote = composed.body.is_some();
                 if let Some(body) = composed.body {
                     tx.execute(
                         "UPDATE messages SET own_body = body, body = $2 WHERE id = $1",
@@ -135,11 +136,15 @@ impl Queue for Postgres {
                     .await?;
                     claimed.body = body;
                 }
-                let taken: Vec<i64> = composed
-                    .merged
-                    .into_iter()
-                    .filter(|id| companions.iter().any(|c| c.id == *id))
-                    .collect();
+                // Companions are merged only into a body written to tell them.
+                let taken: Vec<i64> = match wrote {
+                    false => Vec::new(),
+                    true => composed
+                        .merged
+                        .into_iter()
+                        .filter(|id| companions.iter().any(|c| c.id == *id))
+                        .collect(),
+                };
                 if !taken.is_empty() {
                     tx.execute(
                         "UPDATE messages SET state = 'coalesced', digest_id = $2, updated_at = $3

@@ -243,13 +243,18 @@ pub fn apply_remap(
     now: SystemTime,
 ) -> anyhow::Result<bool> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Busy: a message on its way or sent (alone, or inside another's digest), or one that
+    // carries other events' cards (a digest: replacing it would lose them).
     let busy: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM messages WHERE event_id = ?1 AND state IN (?2, ?3, ?4)",
+        "SELECT COUNT(*) FROM messages m WHERE m.event_id = ?1
+           AND (m.state IN (?2, ?3, ?4, ?5)
+                OR EXISTS (SELECT 1 FROM messages d WHERE d.digest_id = m.id))",
         params![
             id,
             MessageState::Queued.as_str(),
             MessageState::InFlight.as_str(),
-            MessageState::Delivered.as_str()
+            MessageState::Delivered.as_str(),
+            MessageState::Coalesced.as_str()
         ],
         |r| r.get(0),
     )?;

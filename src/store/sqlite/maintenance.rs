@@ -123,13 +123,19 @@ impl Monitor for Sqlite {
         })
     }
 
+    /// The pages in use (free pages, left by pruning, are reused before the file grows) and
+    /// the WAL.
     fn size_bytes(&self) -> anyhow::Result<u64> {
         let bytes: i64 = self.conn()?.query_row(
-            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            "SELECT (page_count - freelist_count) * page_size
+             FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()",
             [],
             |r| r.get(0),
         )?;
-        Ok(bytes.max(0) as u64)
+        let mut wal = self.path().as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::fs::metadata(wal).map_or(0, |m| m.len());
+        Ok(bytes.max(0) as u64 + wal)
     }
 
     fn integrity_check(&self) -> anyhow::Result<Option<String>> {

@@ -168,6 +168,11 @@ pub const MIGRATIONS: &[&str] = &[
                              last_error, created_at, updated_at)
         SELECT id, event_id, seq, body, state, attempts, next_attempt_at,
                last_error, created_at, updated_at FROM messages;
+    -- Ids are never given twice: the new table goes on from the old one's sequence, not from
+    -- the highest id left (pruned or re-mapped messages may have had higher ones).
+    DELETE FROM sqlite_sequence WHERE name = 'messages_v4';
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'messages_v4', seq FROM sqlite_sequence
+        WHERE name = 'messages';
     DROP TABLE messages;
     ALTER TABLE messages_v4 RENAME TO messages;
     CREATE INDEX messages_due ON messages (state, send_order, next_attempt_at);

@@ -273,6 +273,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_store_of_version_3_migrates_its_messages_and_never_gives_a_message_id_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fxhook.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 3;
+                 INSERT INTO events (id, source, received_at, headers, payload, state)
+                     VALUES ('e', 'src', 1, '{}', X'7B7D', 'mapped');
+                 INSERT INTO messages (event_id, seq, body, state, next_attempt_at, created_at, updated_at)
+                     VALUES ('e', 0, '{}', 'delivered', 1, 1, 1), ('e', 1, '{}', 'queued', 1, 1, 1),
+                            ('e', 2, '{}', 'queued', 1, 1, 1);
+                 DELETE FROM messages WHERE id = 3;",
+            )
+            .unwrap();
+        }
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn).unwrap();
+        let kept: Vec<(i64, String, i64)> = conn
+            .prepare("SELECT id, state, send_order FROM messages ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(kept, [(1, "delivered".into(), 1), (2, "queued".into(), 1)]);
+        conn.execute(
+            "INSERT INTO messages (event_id, seq, body, state, next_attempt_at, created_at, updated_at)
+             VALUES ('e', 3, '{}', 'queued', 1, 1, 1)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 4, "id 3 was given once already");
+    }
+
+    #[test]
     fn opening_a_new_store_migrates_it_to_the_current_version_and_reopening_is_a_no_op() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/fx.db");

@@ -155,11 +155,18 @@ pub fn claim_next(
             false => Vec::new(),
         };
         let composed = compose(&queued, &companions);
-        if let Some(body) = composed.body {
-            tx.prepare_cached("UPDATE messages SET own_body = body, body = ?2 WHERE id = ?1")?
-                .execute(params![claimed.id, body])?;
-            claimed.body = body;
-        }
+        // Companions are merged only into a body written to tell them.
+        let Some(body) = composed.body else {
+            tx.prepare_cached(
+                "UPDATE messages SET state = 'in-flight', updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![claimed.id, now])?;
+            tx.commit()?;
+            return Ok(Some(claimed));
+        };
+        tx.prepare_cached("UPDATE messages SET own_body = body, body = ?2 WHERE id = ?1")?
+            .execute(params![claimed.id, body])?;
+        claimed.body = body;
         let mut merge = tx.prepare_cached(
             "UPDATE messages SET state = 'coalesced', digest_id = ?2, updated_at = ?3
              WHERE id = ?1 AND state = 'queued'",

@@ -80,6 +80,19 @@ fn a_claim_takes_its_queued_companions_within_the_window_into_one_digest_on_both
         let shown = store.message_detail(carrier).unwrap().unwrap();
         assert_eq!(shown["state"], "in-flight");
         assert_eq!(shown["merged"].as_array().unwrap().len(), 2);
+        // Neither a merged card's event nor the digest's own may be re-mapped: a card would go
+        // out twice, or the merged ones would be lost.
+        let remapped = fxhook::store::EventOutcome::Mapped {
+            rule: "card".into(),
+            messages: vec![queued("again")],
+        };
+        for event in ["e0", "e1", "e2"] {
+            assert!(
+                !store.apply_remap(event, &remapped, now()).unwrap(),
+                "{:?}: {event}",
+                fresh.backend
+            );
+        }
         // Put back (a failed send): it is retried as written, taking nobody else along.
         store.release_claim(carrier).unwrap();
         let again = store

@@ -28,6 +28,8 @@
   let problems = JSON.parse(grid.dataset.problems || "[]");
   let checkSeq = 0;
   let timer = null;
+  // The text whose diff was shown: Save writes exactly that one.
+  let reviewed = null;
 
   function post(url, body) {
     return fetch(url, {
@@ -189,7 +191,8 @@
   review.addEventListener("click", () => {
     status.textContent = text("Checking");
     status.className = "";
-    post(grid.dataset.save, { text: yaml.value, etag, confirm: false }).then(({ status: code, json }) => {
+    const text_under_review = yaml.value;
+    post(grid.dataset.save, { text: text_under_review, etag, confirm: false }).then(({ status: code, json }) => {
       if (code !== 200) return refused(code, json);
       if (json.unchanged) {
         status.textContent = text("Unchanged");
@@ -197,6 +200,7 @@
         return;
       }
       status.textContent = "";
+      reviewed = text_under_review;
       showDiff(json.diff || "");
       reviewPanel.hidden = false;
       confirmSave.focus();
@@ -205,17 +209,28 @@
 
   cancelSave.addEventListener("click", () => {
     reviewPanel.hidden = true;
+    reviewed = null;
+  });
+
+  // An edit after the review hides the diff: what is saved is always what was reviewed.
+  yaml.addEventListener("input", () => {
+    if (reviewed !== null && yaml.value !== reviewed) {
+      reviewPanel.hidden = true;
+      reviewed = null;
+    }
   });
 
   confirmSave.addEventListener("click", () => {
+    if (reviewed === null) return;
     confirmSave.disabled = true;
     status.textContent = text("Saving");
     status.className = "";
-    post(grid.dataset.save, { text: yaml.value, etag, confirm: true })
+    post(grid.dataset.save, { text: reviewed, etag, confirm: true })
       .then(({ status: code, json }) => {
         if (code !== 200) return refused(code, json);
         etag = json.etag;
         reviewPanel.hidden = true;
+        reviewed = null;
         status.textContent = json.message;
         status.className = "ok";
         if (json.reload_errors && json.reload_errors.length > 0) {
