@@ -122,7 +122,7 @@ fn serve(config: Option<&Path>) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    crate::telemetry::init_with(settings.log.format);
+    let log = crate::telemetry::init_with(settings.log.format);
     settings
         .warnings()
         .iter()
@@ -137,6 +137,7 @@ fn serve(config: Option<&Path>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "fxhook stopped");
+            drop(log); // the log's last lines before the error on stderr
             fail(&e)
         }
     }

@@ -174,10 +174,41 @@ impl From<&crate::config::StoreSettings> for Bounds {
     }
 }
 
+/// The delivery ids this process committed lately, so that a sender's redelivery is answered
+/// `duplicate` before its body is parsed or mapped. Bounded (the oldest and least used go
+/// first); an id it does not hold goes to the store as before, which still decides. It never
+/// answers for an id first seen longer ago than the dedup window.
+struct RecentIds {
+    /// `source \n delivery id` → the event's id and when it was received.
+    ids: quick_cache::sync::Cache<String, (Arc<str>, SystemTime)>,
+    window: Duration,
+}
+
+/// How many recent delivery ids are held (about 150 bytes each).
+const RECENT_IDS: usize = 32 * 1024;
+
+impl RecentIds {
+    fn key(source: &str, delivery_id: &str) -> String {
+        let mut key = String::with_capacity(source.len() + 1 + delivery_id.len());
+        key.push_str(source);
+        key.push('\n');
+        key.push_str(delivery_id);
+        key
+    }
+
+    fn find(&self, source: &str, delivery_id: &str, now: SystemTime) -> Option<Arc<str>> {
+        let (event, seen) = self.ids.get(&Self::key(source, delivery_id))?;
+        let within = now.duration_since(seen).is_ok_and(|age| age < self.window);
+        within.then_some(event)
+    }
+}
+
 /// The handle requests use to commit events.
 #[derive(Clone)]
 pub struct Enqueuer {
     tx: mpsc::Sender<Work>,
+    /// Delivery ids committed lately (see [`RecentIds`]).
+    recent: Arc<RecentIds>,
     /// Set while the store is over its bounds (see [`watch_store`]).
     overloaded: Arc<AtomicBool>,
     /// The store's size at the last measure (`u64::MAX` before the first).
@@ -210,6 +241,10 @@ pub fn start(
     Ok((
         Enqueuer {
             tx,
+            recent: Arc::new(RecentIds {
+                ids: quick_cache::sync::Cache::new(RECENT_IDS),
+                window: settings.dedup_window,
+            }),
             overloaded: Arc::new(AtomicBool::new(false)),
             bytes: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
         },
@@ -242,6 +277,11 @@ impl Enqueuer {
         if self.overloaded.load(Ordering::Relaxed) {
             return Err(EnqueueError::Busy);
         }
+        // What the recent ids need of the event, kept before it goes to the writer.
+        let remembered = event
+            .delivery_id
+            .as_ref()
+            .map(|d| (RecentIds::key(&event.source, d), event.received_at));
         let (reply, answer) = oneshot::channel();
         self.tx
             .try_send(Work::Event(Job { event, reply }))
@@ -251,10 +291,27 @@ impl Enqueuer {
                     EnqueueError::Unavailable(anyhow::anyhow!("the store writer has stopped"))
                 }
             })?;
-        answer
+        let committed = answer
             .await
             .map_err(|_| EnqueueError::Unavailable(anyhow::anyhow!("the store writer stopped")))?
-            .map_err(|e| EnqueueError::Unavailable(anyhow::anyhow!(e)))
+            .map_err(|e| EnqueueError::Unavailable(anyhow::anyhow!(e)))?;
+        if let (Some((key, received_at)), Committed::Accepted(id) | Committed::Suppressed(id)) =
+            (remembered, &committed)
+        {
+            // (A duplicate is not remembered: its id was first seen earlier, at a time the
+            // store knows and this process does not.)
+            self.recent
+                .ids
+                .insert(key, (Arc::from(id.as_str()), received_at));
+        }
+        Ok(committed)
+    }
+
+    /// The event that a delivery id of `source` committed lately in this process, if it was
+    /// first seen within the dedup window: the request is a redelivery, answered `duplicate`
+    /// without parsing it. `None` says nothing: the store decides.
+    pub fn recent_duplicate(&self, source: &str, delivery_id: &str) -> Option<Arc<str>> {
+        self.recent.find(source, delivery_id, SystemTime::now())
     }
 }
 

@@ -47,11 +47,19 @@ fn keep_up(handle: PrometheusHandle) {
             loop {
                 std::thread::sleep(UPKEEP_EVERY);
                 handle.run_upkeep();
+                counter!("fxhook_log_lines_dropped_total")
+                    .absolute(crate::telemetry::dropped_lines());
             }
         });
     if let Err(e) = started {
         tracing::warn!(error = %e, "metrics upkeep not started: memory grows until /metrics is scraped");
     }
+}
+
+/// A refusal's access-log line left out under a flood (the refusal itself is counted in
+/// `fxhook_webhooks_total`).
+pub fn refusal_line_left_out() {
+    counter!("fxhook_log_refusals_left_out_total").increment(1);
 }
 
 /// The store's size on disk (database and WAL) and its bound (`store.max_bytes`).

@@ -17,7 +17,7 @@ use crate::map::{Mapped, Mapping, Storm};
 use crate::route::{self, Groups};
 use crate::source::{Dedup, Source};
 use crate::store::{EventOutcome, MessageStorm, NewEvent, NewMessage};
-use crate::verify::{Payload, Verified, Verifier};
+use crate::verify::{Payload, Verified, Verifier, Webhook};
 
 /// What map and route made of a payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,14 +178,23 @@ pub fn process(source: &Source, payload: &Verified<Payload>, groups: &Groups, tz
     })
 }
 
+/// The delivery id a request's headers carry, when its source takes the id from a header:
+/// known before the body is parsed.
+pub fn header_delivery_id<'w>(dedup: &Dedup, webhook: &'w Webhook) -> Option<&'w str> {
+    match dedup {
+        Dedup::Headers(names) => names
+            .iter()
+            .find_map(|h| webhook.header(h))
+            .filter(|s| !s.trim().is_empty()),
+        Dedup::Off | Dedup::Path(_) => None,
+    }
+}
+
 /// The delivery id of a payload, per the source's dedup setting.
 pub fn delivery_id(dedup: &Dedup, payload: &Payload, tz: Tz) -> Option<String> {
     let id = match dedup {
         Dedup::Off => None,
-        Dedup::Headers(names) => names
-            .iter()
-            .find_map(|h| payload.webhook.header(h))
-            .map(str::to_string),
+        Dedup::Headers(_) => header_delivery_id(dedup, &payload.webhook).map(str::to_string),
         Dedup::Path(path) => {
             let scope = Scope::new(&payload.json, tz);
             path.query(&scope).first().and_then(|v| match v {

@@ -12,7 +12,7 @@ use serde_saphyr::Spanned;
 use crate::card::CardLimits;
 use crate::diagnostic::{Diagnostic, Reporter, Severity};
 use crate::map::Mapping;
-use crate::map::jsonpath::JsonPath;
+use crate::map::jsonpath::{self, Footprint, JsonPath};
 use crate::map::spec::{DedupSpec, MappingFile};
 use crate::route::Groups;
 use crate::verify::spec::VerifySpec;
@@ -82,6 +82,8 @@ pub struct Source {
     pub mapping: Mapping,
     /// The source's own rate limit, when its mapping sets one.
     pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    /// The parts of a payload its paths can read: all the request path parses.
+    pub footprint: Footprint,
 }
 
 /// Every source of the mappings directory, plus what went wrong loading it.
@@ -235,9 +237,11 @@ pub fn compile_text(
     options: &LoadOptions,
 ) -> (Option<Source>, Vec<Diagnostic>) {
     let mut report = Reporter::new(file, text);
-    let source = compile_source(file, text, groups, options, &mut report);
+    let (source, footprint) =
+        jsonpath::recording(|| compile_source(file, text, groups, options, &mut report));
     let ok = !report.has_errors();
-    (source.filter(|_| ok), report.found)
+    let source = source.filter(|_| ok).map(|s| Source { footprint, ..s });
+    (source, report.found)
 }
 
 fn compile_source(
@@ -334,6 +338,7 @@ fn compile_source(
         event_header,
         dedup: dedup?,
         mapping,
+        footprint: Footprint::whole(),
     })
 }
 

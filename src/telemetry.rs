@@ -1,5 +1,5 @@
 //! Logging: tracing with `RUST_LOG` (EnvFilter syntax), default `info`, to stderr, as text or
-//! as JSON lines.
+//! as JSON lines, written off the request path by a thread of its own (see [`init_with`]).
 //!
 //! Many logged values come from requests (the path, a source name, a delivery id, a refusal's
 //! reason), so no field value may write a control character: a newline would forge a log line,
@@ -9,6 +9,9 @@
 
 use std::fmt;
 use std::io;
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
@@ -17,30 +20,66 @@ use tracing_subscriber::fmt::format::Writer;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber (text); a second call (tests) is a no-op.
-pub fn init() {
-    init_with(LogFormat::Text);
+/// Lines that may wait for the log writer; beyond, new lines are dropped (and counted) rather
+/// than make a request wait for stderr.
+const LOG_BUFFER_LINES: usize = 16 * 1024;
+
+/// The log writer's count of dropped lines, once installed.
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Lines the log writer dropped because its buffer was full (a flood, or a stalled stderr).
+pub fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
 }
 
-/// Installs the global subscriber in this format; a second call is a no-op.
-pub fn init_with(format: LogFormat) {
+/// Installs the global subscriber (text); a second call (tests) is a no-op. The writer's
+/// thread is never told to stop: the last lines of a test may be lost.
+pub fn init() {
+    if let Some(guard) = init_with(LogFormat::Text) {
+        std::mem::forget(guard);
+    }
+}
+
+/// Installs the global subscriber in this format; a second call is a no-op (`None`).
+///
+/// Lines are formatted on the thread that logs and written by a thread of their own, in
+/// batches, through a bounded buffer: a request never waits for stderr. Keep the guard until
+/// the process ends: dropping it writes what is left.
+pub fn init_with(format: LogFormat) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder
-            .fmt_fields(EscapedFields)
-            .with_writer(io::stderr)
-            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-            .try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(|| JsonControls(io::stderr()))
-            .try_init(),
+    let writer = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("fxhook-log");
+    let (installed, guard) = match format {
+        LogFormat::Text => {
+            let (writer, guard) = writer.finish(io::BufWriter::new(io::stderr()));
+            let counter = writer.error_counter();
+            let installed = builder
+                .fmt_fields(EscapedFields)
+                .with_writer(writer)
+                .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+                .try_init();
+            (installed.map(|()| counter), guard)
+        }
+        LogFormat::Json => {
+            let (writer, guard) = writer.finish(JsonControls(io::BufWriter::new(io::stderr())));
+            let counter = writer.error_counter();
+            let installed = builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(writer)
+                .try_init();
+            (installed.map(|()| counter), guard)
+        }
     };
+    let counter = installed.ok()?;
+    let _ = DROPPED.set(counter);
+    Some(guard)
 }
 
 /// Formats fields as tracing's default formatter does (the message bare, then `name=value`),
@@ -139,6 +178,10 @@ struct Escaping<'a, W: fmt::Write>(&'a mut W);
 
 impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
     fn write_str(&mut self, mut text: &str) -> fmt::Result {
+        // Most text is printable ASCII: one pass over the bytes says so.
+        if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return self.0.write_str(text);
+        }
         while let Some(at) = text.find(needs_escape) {
             let (clean, rest) = text.split_at(at);
             self.0.write_str(clean)?;

@@ -2,6 +2,7 @@
 //! every log line of the request and returned in the response, and one access-log line with
 //! method, path, status, latency and client IP.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -71,12 +72,109 @@ pub async fn request_context(
     span.in_scope(|| {
         let latency_ms = format!("{latency_ms:.2}");
         // Refusals (failed verifications above all) stand out at warn level, with the client IP
-        // and the reason in the span.
+        // and the reason in the span; under a flood only a sample of them is written.
         if (400..600).contains(&status) && status != 404 {
+            match REFUSALS.admit(unix_second()) {
+                Sample::Write { left_out: 0 } => {}
+                Sample::Write { left_out } => tracing::warn!(
+                    left_out,
+                    "refusal lines left out in the last second(s) (a flood; every refusal is \
+                     counted in fxhook_webhooks_total)"
+                ),
+                Sample::LeaveOut => {
+                    crate::metrics::refusal_line_left_out();
+                    return;
+                }
+            }
             tracing::warn!(%method, %path, status, latency_ms, "request completed");
         } else {
             tracing::info!(%method, %path, status, latency_ms, "request completed");
         }
     });
     Ok(res)
+}
+
+/// Refusal lines written in one second at most: a flood of forgeries must not become a flood
+/// of log lines (the buffer would drop the lines that matter, and the disk fill).
+const REFUSAL_LINES_PER_SECOND: u32 = 50;
+
+static REFUSALS: RefusalSampler = RefusalSampler {
+    second: AtomicU64::new(0),
+    written: AtomicU32::new(0),
+    left_out: AtomicU64::new(0),
+};
+
+fn unix_second() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Lets [`REFUSAL_LINES_PER_SECOND`] refusal lines through per second and counts the rest; the
+/// first line written after some were left out says how many.
+struct RefusalSampler {
+    /// The second being counted.
+    second: AtomicU64,
+    /// Lines written in it.
+    written: AtomicU32,
+    /// Lines left out since the last one written.
+    left_out: AtomicU64,
+}
+
+#[derive(Debug, PartialEq)]
+enum Sample {
+    /// Write the line; `left_out` lines were left out before it.
+    Write { left_out: u64 },
+    /// Leave it out (counted).
+    LeaveOut,
+}
+
+impl RefusalSampler {
+    fn admit(&self, now: u64) -> Sample {
+        let second = self.second.load(Ordering::Relaxed);
+        if second != now
+            && self
+                .second
+                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.written.store(0, Ordering::Relaxed);
+        }
+        if self.written.fetch_add(1, Ordering::Relaxed) < REFUSAL_LINES_PER_SECOND {
+            Sample::Write {
+                left_out: self.left_out.swap(0, Ordering::Relaxed),
+            }
+        } else {
+            self.left_out.fetch_add(1, Ordering::Relaxed);
+            Sample::LeaveOut
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampler() -> RefusalSampler {
+        RefusalSampler {
+            second: AtomicU64::new(0),
+            written: AtomicU32::new(0),
+            left_out: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn a_flood_of_refusals_is_sampled_and_the_next_line_says_how_many_were_left_out() {
+        let s = sampler();
+        let limit = REFUSAL_LINES_PER_SECOND as usize;
+        let first: Vec<Sample> = (0..limit + 30).map(|_| s.admit(7)).collect();
+        assert!(
+            first[..limit]
+                .iter()
+                .all(|x| *x == Sample::Write { left_out: 0 })
+        );
+        assert!(first[limit..].iter().all(|x| *x == Sample::LeaveOut));
+        assert_eq!(s.admit(8), Sample::Write { left_out: 30 });
+        assert_eq!(s.admit(8), Sample::Write { left_out: 0 });
+    }
 }

@@ -181,8 +181,17 @@ async fn receive(
             retry_after: wait.as_secs().max(1),
         });
     }
+    // A redelivery of an id this process committed lately is answered before any parsing.
+    if let Some(delivery_id) = pipeline::header_delivery_id(&source.dedup, verified.inner())
+        && let Some(id) = enqueuer.recent_duplicate(name, delivery_id)
+    {
+        span.record("delivery_id", tracing::field::display(delivery_id));
+        span.record("outcome", tracing::field::display("duplicate"));
+        let body = json!({"status": "duplicate", "id": &*id});
+        return Ok((HttpResponse::Ok().json(body), Outcome::Duplicate));
+    }
     let payload = verified
-        .parse()
+        .parse_with(|bytes| source.footprint.parse(bytes))
         .map_err(|e| ReceiveError::Malformed(e.to_string()))?;
     let event = match pipeline::process(&source, &payload, &catalog.groups, catalog.options.tz) {
         Processed::Ignored(reason) => {

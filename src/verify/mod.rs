@@ -101,7 +101,8 @@ impl<T> Verified<T> {
 pub struct Payload {
     /// The request it came from.
     pub webhook: Webhook,
-    /// The JSON payload.
+    /// The JSON payload: on the request path only the parts its source's paths can read
+    /// (the rest is checked, not built); elsewhere the whole of it.
     pub json: serde_json::Value,
     /// Its canonical bytes as stored (the body, or the decoded form field).
     pub bytes: Bytes,
@@ -113,8 +114,20 @@ impl Verified<Webhook> {
     /// # Errors
     /// A body that is not JSON (or a form without a JSON `payload`).
     pub fn parse(self) -> Result<Verified<Payload>, PayloadError> {
+        self.parse_with(|bytes| serde_json::from_slice(bytes))
+    }
+
+    /// Parses the verified payload with `parse`, which builds the parts of it that will be
+    /// read (a source's footprint: receive's one parse of a request).
+    ///
+    /// # Errors
+    /// A body that is not JSON (or a form without a JSON `payload`).
+    pub fn parse_with(
+        self,
+        parse: impl FnOnce(&[u8]) -> serde_json::Result<serde_json::Value>,
+    ) -> Result<Verified<Payload>, PayloadError> {
         let bytes = self.0.payload_bytes()?;
-        let json = serde_json::from_slice(&bytes)
+        let json = parse(&bytes)
             .map_err(|e| PayloadError::Malformed(format!("body is not valid JSON: {e}")))?;
         Ok(Verified(Payload {
             webhook: self.0,

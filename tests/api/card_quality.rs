@@ -2,7 +2,8 @@
 //! an on-call engineer can trust — or be ignored with a reason. A card fails when its mapping
 //! errs, its title lacks the subject (repository, project, alert), a row is empty or repeated,
 //! a text says `null`, a row value is a long run of raw JSON, or its link is a site's front page
-//! while the payload carries the event's own page.
+//! while the payload carries the event's own page. And the card made from the parts of the
+//! payload the request path builds (the source's footprint) is the card of the whole payload.
 
 use std::collections::BTreeMap;
 
@@ -268,17 +269,29 @@ fn every_fixture_makes_a_card_an_on_call_engineer_can_trust_or_is_ignored_with_a
                 query: String::new(),
                 received_at: std::time::SystemTime::now(),
             };
-            let verified = Verifier::unsigned()
-                .verify(webhook)
-                .unwrap()
-                .parse()
+            let verified = Verifier::unsigned().verify(webhook).unwrap();
+            // The request path builds only the parts the source's paths read: its cards must
+            // be exactly those of the whole payload.
+            let pruned = verified
+                .clone()
+                .parse_with(|b| mapping.footprint.parse(b))
                 .unwrap();
-            let routed = fxhook::pipeline::render(
-                &mapping.mapping,
-                &verified,
-                &groups,
-                chrono_tz::Asia::Shanghai,
-            );
+            let verified = verified.parse().unwrap();
+            let render = |payload| {
+                fxhook::pipeline::render(
+                    &mapping.mapping,
+                    payload,
+                    &groups,
+                    chrono_tz::Asia::Shanghai,
+                )
+            };
+            let routed = render(&verified);
+            if render(&pruned) != routed {
+                report.push(format!(
+                    "{source}/{file}: the card of the parts read ({:?}) differs from the whole payload's",
+                    mapping.footprint
+                ));
+            }
             checked += 1;
             for p in problems(source, &payload, &routed) {
                 report.push(format!("{source}/{file}: {p}"));

@@ -152,3 +152,39 @@ async fn a_delivery_id_read_from_a_payload_path_makes_duplicates_by_that_value_a
     let some = |s: &str| Some(s.to_string());
     assert_eq!(ids, [some("A-1"), some("A-2"), some("17"), None, None]);
 }
+
+#[actix_rt::test]
+async fn a_redelivery_of_an_id_committed_lately_is_answered_duplicate_before_its_body_is_read() {
+    let app = github_app(None).await;
+    let (first, accepted) = post_delivery(&app, &signature(), "redelivered").await;
+    assert_eq!(first, 202);
+
+    // Same id, a body that is not even JSON (signed, so it is verified): answered from the
+    // recent ids without parsing or mapping it.
+    let body = "not json at all";
+    let sig = format!(
+        "sha256={}",
+        crate::helpers::python_hmac_hex("sha256", SECRET, body.as_bytes())
+    );
+    let headers = [
+        ("X-Hub-Signature-256", sig),
+        ("X-GitHub-Event", "issues".to_string()),
+        ("X-GitHub-Delivery", "redelivered".to_string()),
+    ];
+    let res = app.post_hook("github", body, &headers).await;
+    let status = res.status().as_u16();
+    let answer: serde_json::Value = res.json().await.unwrap();
+
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "duplicate");
+    assert_eq!(answer["id"], accepted["id"]);
+    // A new id with that body is still parsed, and refused.
+    let mut headers = headers;
+    headers[2].1 = "new-id".into();
+    assert_eq!(app.post_hook("github", body, &headers).await.status(), 400);
+    // A forged redelivery learns nothing: verification comes first.
+    headers[0].1 = "sha256=00".into();
+    headers[2].1 = "redelivered".into();
+    assert_eq!(app.post_hook("github", body, &headers).await.status(), 401);
+    assert_eq!(app.count("SELECT COUNT(*) FROM events"), 1);
+}

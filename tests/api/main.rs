@@ -27,6 +27,7 @@ mod helpers;
 mod live;
 mod locale;
 mod locale_catalogue;
+mod log_flood;
 mod log_injection;
 mod mapping;
 mod pg;

@@ -3,13 +3,20 @@
 //! This module owns every contact with the JSONPath engine (`jsonpath-rust`): paths are
 //! parsed once at load time into a [`JsonPath`] and evaluated many times with
 //! [`JsonPath::query`]. Nothing else in the crate names the engine, so it stays replaceable.
+//!
+//! It also owns the one parse of a payload on the request path: a source's [`Footprint`] (every
+//! part of a payload its compiled paths can read, recorded while the source compiles) lets
+//! [`Footprint::parse`] build only those parts, and skip the rest without allocating.
+
+mod footprint;
+pub use footprint::{Footprint, recording};
 
 use std::borrow::Cow;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use jsonpath_rust::parser::errors::JsonPathError;
-use jsonpath_rust::parser::model::JpQuery;
+use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use jsonpath_rust::parser::parse_json_path;
 use jsonpath_rust::query::js_path_process;
 use serde_json::Value;
@@ -54,6 +61,68 @@ pub struct JsonPath {
     text: String,
     relative: bool,
     query: JpQuery,
+    /// The same query as plain steps, when it is only member names, indexes and wildcards
+    /// (most paths admins write): walked directly, without the engine's bookkeeping of each
+    /// node's normalized path. Same answers, in the same order (tests compare them).
+    steps: Option<Vec<Step>>,
+}
+
+/// One step of a plain path (see [`JsonPath::steps`]).
+#[derive(Clone, Debug, PartialEq)]
+enum Step {
+    /// `.name` or `['name']`: that member of an object.
+    Name(String),
+    /// `[i]`: that element of an array, from the end when negative.
+    Index(i64),
+    /// `[*]` or `.*`: every member value of an object, every element of an array.
+    Wildcard,
+}
+
+fn plain_steps(query: &JpQuery) -> Option<Vec<Step>> {
+    query
+        .segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Selector(Selector::Name(name)) => Some(Step::Name(name.clone())),
+            Segment::Selector(Selector::Index(i)) => Some(Step::Index(*i)),
+            Segment::Selector(Selector::Wildcard) => Some(Step::Wildcard),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs plain `steps` from `start`, as RFC 9535 says: a name selects a member of an object, an
+/// index an element of an array, a wildcard every member value or element; anything else
+/// selects nothing.
+fn walk<'a>(steps: &[Step], start: &'a Value) -> Vec<&'a Value> {
+    let mut nodes = vec![start];
+    for step in steps {
+        let mut next = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            match (step, node) {
+                (Step::Name(name), Value::Object(members)) => next.extend(members.get(name)),
+                (Step::Index(i), Value::Array(elements)) => {
+                    let at = if *i < 0 {
+                        i.checked_add(elements.len() as i64)
+                    } else {
+                        Some(*i)
+                    };
+                    next.extend(
+                        at.and_then(|at| usize::try_from(at).ok())
+                            .and_then(|at| elements.get(at)),
+                    );
+                }
+                (Step::Wildcard, Value::Object(members)) => next.extend(members.values()),
+                (Step::Wildcard, Value::Array(elements)) => next.extend(elements.iter()),
+                _ => {}
+            }
+        }
+        if next.is_empty() {
+            return next;
+        }
+        nodes = next;
+    }
+    nodes
 }
 
 /// Why a JSONPath did not compile. The message does not repeat "invalid JSONPath".
@@ -107,9 +176,15 @@ impl JsonPath {
             None => Cow::Borrowed(text),
         };
         let query = parse_json_path(&engine_text).map_err(|e| path_error(text, &e))?;
+        if !relative {
+            // A relative path reads inside what an absolute one reached: only `$` paths say
+            // which parts of a payload are read.
+            footprint::record(&query, root_reference(&text[1..]).is_some());
+        }
         Ok(JsonPath {
             text: text.to_string(),
             relative,
+            steps: plain_steps(&query),
             query,
         })
     }
@@ -140,6 +215,9 @@ impl JsonPath {
         } else {
             scope.root
         };
+        if let Some(steps) = &self.steps {
+            return walk(steps, start);
+        }
         match js_path_process(&self.query, start) {
             Ok(refs) => refs.into_iter().map(|r| r.val).collect(),
             Err(_) => Vec::new(),
@@ -363,6 +441,115 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// The engine's answer, for comparison with the plain walk.
+    fn by_engine<'a>(path: &JsonPath, root: &'a Value) -> Vec<&'a Value> {
+        js_path_process(&path.query, root)
+            .map(|refs| refs.into_iter().map(|r| r.val).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn plain_paths_are_walked_and_find_what_the_engine_finds() {
+        let root = json!({
+            "a": {"b": [10, {"c": 1}, [2, 3]], "z": null, "y": {"c": 2}},
+            "list": [{"c": "x"}, {"d": "y"}, 7, "s"],
+            "s": "text", "n": 1.5, "e": [], "o": {}
+        });
+        let paths = [
+            "$",
+            "$.a",
+            "$.a.b",
+            "$.a.b[0]",
+            "$.a.b[-1]",
+            "$.a.b[-3]",
+            "$.a.b[-4]",
+            "$.a.b[3]",
+            "$.a.b[1].c",
+            "$.a.b[*]",
+            "$.a.*",
+            "$.a.*.c",
+            "$.*",
+            "$.*.*",
+            "$.list[*].c",
+            "$.list.c",
+            "$.s.x",
+            "$.s[0]",
+            "$.n[*]",
+            "$.e[*]",
+            "$.o.*",
+            "$['a']['z']",
+            "$.a.z.q",
+            "$.missing",
+            "$.a.b[999]",
+            "$.a.b[-999]",
+            "$.list[1]['d']",
+            "$[*][*]",
+        ];
+        for text in paths {
+            let path = JsonPath::compile(text).unwrap();
+            assert!(path.steps.is_some(), "{text} is plain");
+            assert_eq!(
+                walk(path.steps.as_ref().unwrap(), &root),
+                by_engine(&path, &root),
+                "{text}"
+            );
+        }
+        for text in [
+            "$..c",
+            "$.a.b[0:2]",
+            "$.list[?@.c]",
+            "$['a','s']",
+            "$.a.b[0,1]",
+        ] {
+            assert!(
+                JsonPath::compile(text).unwrap().steps.is_none(),
+                "{text} is not plain"
+            );
+        }
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn a_walk_and_the_engine_agree_on_any_payload_and_plain_path(
+            root in arbitrary_json(),
+            steps in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec!["a", "b", "0"]).prop_map(|n| format!("['{n}']")),
+                    (-3i64..4).prop_map(|i| format!("[{i}]")),
+                    proptest::strategy::Just("[*]".to_string()),
+                ],
+                0..5,
+            ),
+        ) {
+            let text = format!("${}", steps.concat());
+            let path = JsonPath::compile(&text).unwrap();
+            proptest::prop_assert_eq!(walk(path.steps.as_ref().unwrap(), &root), by_engine(&path, &root));
+        }
+    }
+
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-5i64..5).prop_map(|n| json!(n)),
+            "[a-c]{0,2}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    proptest::sample::select(vec!["a".to_string(), "b".into(), "0".into()]),
+                    inner,
+                    0..3
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     #[test]
