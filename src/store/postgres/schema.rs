@@ -131,6 +131,14 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, rule, key)
     );
     "#,
+    // 4: payloads stored zstd-compressed (as SQLite's migration 5): `payload_codec` says how
+    //    each row's payload is encoded; rows written before stay `identity`. A frame is stored
+    //    as it is: Postgres would only try (and fail) to compress it again.
+    r#"
+    ALTER TABLE events ADD COLUMN payload_codec TEXT NOT NULL DEFAULT 'identity'
+        CHECK (payload_codec IN ('identity', 'zstd'));
+    ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTERNAL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,6 +1,7 @@
 //! The ingest writer's statements: a batch of events in one transaction, each in its own
 //! savepoint; dedup checked and recorded in the same transaction as the event, so that two
-//! requests with one delivery id cannot both be accepted.
+//! requests with one delivery id cannot both be accepted. Payloads are compressed before the
+//! transaction begins (see [`crate::store::payload`]).
 
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Sqlite;
 use super::maintenance;
+use crate::store::payload::{self, Encoded};
 use crate::store::{
     Committed, EventOutcome, EventState, Ingest, MessageState, NewEvent, NewMessage, unix_ms,
 };
@@ -18,14 +20,17 @@ impl Ingest for Sqlite {
         events: &[&NewEvent],
         dedup_window: Duration,
     ) -> anyhow::Result<Vec<Result<Committed, String>>> {
+        // Compressed before the write lock is taken (the worker and retention wait for it):
+        // the lock is held no longer than before.
+        let payloads: Vec<Encoded> = events.iter().map(|e| payload::encode(&e.payload)).collect();
         let mut conn = self.conn()?;
         // IMMEDIATE: take the write lock up front, so the busy handler applies instead of a read
         // transaction failing to upgrade while the worker writes.
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(events.len());
-        for event in events {
+        for (event, stored) in events.iter().zip(&payloads) {
             let mut sp = tx.savepoint()?;
-            match insert(&sp, event, dedup_window) {
+            match insert(&sp, event, stored, dedup_window) {
                 Ok(done) => {
                     sp.commit()?;
                     results.push(Ok(done));
@@ -60,7 +65,12 @@ impl Ingest for Sqlite {
     }
 }
 
-fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<Committed> {
+fn insert(
+    conn: &Connection,
+    ev: &NewEvent,
+    stored: &Encoded,
+    window: Duration,
+) -> anyhow::Result<Committed> {
     let received = unix_ms(ev.received_at);
     if let Some(delivery_id) = &ev.delivery_id {
         let seen: Option<(String, i64)> = conn
@@ -93,8 +103,9 @@ fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<
         ),
     };
     conn.prepare_cached(
-        "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload, state, rule, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload,
+                             payload_codec, state, rule, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         ev.id,
@@ -103,7 +114,8 @@ fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<
         ev.delivery_id,
         received,
         ev.headers,
-        &ev.payload[..],
+        &stored.bytes[..],
+        stored.codec.as_str(),
         state.as_str(),
         rule,
         error

@@ -190,4 +190,10 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, rule, key)
     );
     "#,
+    // 5: payloads stored zstd-compressed (issue 20): `payload_codec` says how each row's
+    //    payload is encoded; rows written before stay `identity`, as they are.
+    r#"
+    ALTER TABLE events ADD COLUMN payload_codec TEXT NOT NULL DEFAULT 'identity'
+        CHECK (payload_codec IN ('identity', 'zstd'));
+    "#,
 ];

@@ -400,7 +400,7 @@ pub fn drop_payloads(conn: &Connection, now: SystemTime, keep: Duration) -> anyh
     let mut total = 0;
     loop {
         let n = conn.execute(
-            "UPDATE events SET payload = X'' WHERE id IN (
+            "UPDATE events SET payload = X'', payload_codec = 'identity' WHERE id IN (
                 SELECT id FROM events
                 WHERE received_at < ?1 AND state = 'mapped' AND length(payload) > 0
                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
