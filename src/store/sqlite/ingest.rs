@@ -20,17 +20,24 @@ impl Ingest for Sqlite {
         events: &[&NewEvent],
         dedup_window: Duration,
     ) -> anyhow::Result<Vec<Result<Committed, String>>> {
-        // Compressed before the write lock is taken (the worker and retention wait for it):
-        // the lock is held no longer than before.
-        let payloads: Vec<Encoded> = events.iter().map(|e| payload::encode(&e.payload)).collect();
         let mut conn = self.conn()?;
+        // Compressed before the write lock is taken (the worker and retention wait for it):
+        // the lock is held no longer than before. A delivery id already seen within the window
+        // needs no payload: only this writer adds delivery ids, so it is still seen inside the
+        // transaction (which looks again all the same, and compresses there should it not be).
+        let payloads = events
+            .iter()
+            .map(|e| {
+                Ok((seen(&conn, e, dedup_window)?.is_none()).then(|| payload::encode(&e.payload)))
+            })
+            .collect::<anyhow::Result<Vec<Option<Encoded>>>>()?;
         // IMMEDIATE: take the write lock up front, so the busy handler applies instead of a read
         // transaction failing to upgrade while the worker writes.
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(events.len());
         for (event, stored) in events.iter().zip(&payloads) {
             let mut sp = tx.savepoint()?;
-            match insert(&sp, event, stored, dedup_window) {
+            match insert(&sp, event, stored.as_ref(), dedup_window) {
                 Ok(done) => {
                     sp.commit()?;
                     results.push(Ok(done));
@@ -65,25 +72,36 @@ impl Ingest for Sqlite {
     }
 }
 
+/// The event first seen with `ev`'s delivery id, when that was within `window` before it.
+fn seen(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<Option<String>> {
+    let Some(delivery_id) = &ev.delivery_id else {
+        return Ok(None);
+    };
+    let seen: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT event_id, seen_at FROM dedup WHERE source = ?1 AND delivery_id = ?2",
+        )?
+        .query_row(params![ev.source, delivery_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let received = unix_ms(ev.received_at);
+    Ok(seen
+        .filter(|(_, seen_at)| received - seen_at < window.as_millis() as i64)
+        .map(|(first, _)| first))
+}
+
+/// Stores `ev` with its payload as `stored` (compressed here when not given), or finds it a
+/// duplicate.
 fn insert(
     conn: &Connection,
     ev: &NewEvent,
-    stored: &Encoded,
+    stored: Option<&Encoded>,
     window: Duration,
 ) -> anyhow::Result<Committed> {
     let received = unix_ms(ev.received_at);
     if let Some(delivery_id) = &ev.delivery_id {
-        let seen: Option<(String, i64)> = conn
-            .prepare_cached(
-                "SELECT event_id, seen_at FROM dedup WHERE source = ?1 AND delivery_id = ?2",
-            )?
-            .query_row(params![ev.source, delivery_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((first, seen_at)) = seen
-            && received - seen_at < window.as_millis() as i64
-        {
+        if let Some(first) = seen(conn, ev, window)? {
             return Ok(Committed::Duplicate(first));
         }
         conn.prepare_cached(
@@ -101,6 +119,14 @@ fn insert(
             Some(reason.as_str()),
             &[][..],
         ),
+    };
+    let encoded;
+    let stored = match stored {
+        Some(stored) => stored,
+        None => {
+            encoded = payload::encode(&ev.payload);
+            &encoded
+        }
     };
     conn.prepare_cached(
         "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload,
@@ -225,4 +251,47 @@ pub fn insert_messages(
         ])?;
     }
     Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_whose_payload_was_not_compressed_ahead_is_compressed_where_it_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open(&dir.path().join("fx.db")).unwrap();
+        let payload = include_bytes!("../../../tests/fixtures/github/push.4.json");
+        let event = NewEvent {
+            id: "e-1".into(),
+            source: "github".into(),
+            event_type: None,
+            delivery_id: Some("d-1".into()),
+            received_at: SystemTime::now(),
+            headers: "{}".into(),
+            payload: bytes::Bytes::from_static(payload),
+            outcome: EventOutcome::Failed {
+                rule: None,
+                reason: "none".into(),
+            },
+        };
+
+        let done = insert(&conn, &event, None, Duration::from_secs(60)).unwrap();
+
+        assert_eq!(done, Committed::Accepted("e-1".into()));
+        let (codec, stored): (String, Vec<u8>) = conn
+            .query_row(
+                "SELECT payload_codec, payload FROM events WHERE id = 'e-1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(payload::decode(&codec, stored).unwrap(), payload);
+        assert_eq!(
+            seen(&conn, &event, Duration::from_secs(60))
+                .unwrap()
+                .as_deref(),
+            Some("e-1")
+        );
+    }
 }
