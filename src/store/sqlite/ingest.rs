@@ -64,9 +64,16 @@ impl Ingest for Sqlite {
         maintenance::scrub_headers_once(&mut *self.conn()?, clean)
     }
 
+    /// Oldest first by rowid, up to the first delivery id seen at or after `before`: rows are
+    /// appended as events arrive (a replaced row gets a new rowid), so this needs no index on
+    /// the time, one B-tree insert fewer an event. An older row behind a newer one waits for a
+    /// later pass; meanwhile it counts as new anyway, as the window is checked when a delivery
+    /// id is looked up.
     fn forget_delivery_ids(&mut self, before: SystemTime) -> anyhow::Result<usize> {
         Ok(self.conn()?.execute(
-            "DELETE FROM dedup WHERE seen_at < ?1",
+            "DELETE FROM dedup WHERE rowid < COALESCE(
+                 (SELECT rowid FROM dedup WHERE seen_at >= ?1 ORDER BY rowid LIMIT 1),
+                 (SELECT MAX(rowid) + 1 FROM dedup))",
             params![unix_ms(before)],
         )?)
     }
@@ -292,6 +299,57 @@ mod tests {
                 .unwrap()
                 .as_deref(),
             Some("e-1")
+        );
+    }
+
+    #[test]
+    fn delivery_ids_are_forgotten_oldest_first_and_one_behind_a_newer_one_still_counts_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Sqlite::open(&dir.path().join("fx.db")).unwrap();
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + s);
+        // Appended in this order; "late" arrived after "fresh" with an older time.
+        for (id, seen_at) in [("old-1", 0), ("old-2", 10), ("fresh", 100), ("late", 5)] {
+            store
+                .conn()
+                .unwrap()
+                .execute(
+                    "INSERT INTO dedup (source, delivery_id, event_id, seen_at) VALUES ('s', ?1, ?1, ?2)",
+                    params![id, unix_ms(at(seen_at))],
+                )
+                .unwrap();
+        }
+
+        assert_eq!(store.forget_delivery_ids(at(50)).unwrap(), 2);
+
+        let event = |delivery: &str| NewEvent {
+            id: "new".into(),
+            source: "s".into(),
+            event_type: None,
+            delivery_id: Some(delivery.into()),
+            received_at: at(120),
+            headers: "{}".into(),
+            payload: bytes::Bytes::new(),
+            outcome: EventOutcome::Failed {
+                rule: None,
+                reason: "none".into(),
+            },
+        };
+        let conn = store.conn().unwrap();
+        let window = Duration::from_secs(60);
+        assert_eq!(
+            seen(&conn, &event("late"), window).unwrap(),
+            None,
+            "kept, yet new"
+        );
+        assert_eq!(
+            seen(&conn, &event("fresh"), window).unwrap().as_deref(),
+            Some("fresh")
+        );
+        drop(conn);
+        assert_eq!(
+            store.forget_delivery_ids(at(200)).unwrap(),
+            2,
+            "the rest, later"
         );
     }
 }
