@@ -242,8 +242,8 @@ pub struct QueueStats {
 
 /// The group-commit writer's side: one writer, many events a transaction.
 pub trait Ingest: Send {
-    /// Commits `events` in one transaction (each in its own savepoint, so that one bad event
-    /// does not refuse the others): each is stored, or found a duplicate of a delivery id seen
+    /// Commits `events` in one transaction (written again with each event in a savepoint of its
+    /// own should one fail, so that one bad event does not refuse the others): each is stored, or found a duplicate of a delivery id seen
     /// within `dedup_window`, or refused with the reason.
     ///
     /// # Errors

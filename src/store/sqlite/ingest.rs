@@ -1,5 +1,5 @@
-//! The ingest writer's statements: a batch of events in one transaction, each in its own
-//! savepoint; dedup checked and recorded in the same transaction as the event, so that two
+//! The ingest writer's statements: a batch of events in one transaction (written again with
+//! each event in a savepoint of its own should one fail); dedup checked and recorded in the same transaction as the event, so that two
 //! requests with one delivery id cannot both be accepted. Payloads are compressed before the
 //! transaction begins (see [`crate::store::payload`]).
 
@@ -31,8 +31,27 @@ impl Ingest for Sqlite {
                 Ok((seen(&conn, e, dedup_window)?.is_none()).then(|| payload::encode(&e.payload)))
             })
             .collect::<anyhow::Result<Vec<Option<Encoded>>>>()?;
+        // The usual case first: the whole batch, no savepoint (two statements an event fewer,
+        // and no page copied aside for a rollback to one). Should one event fail, the batch is
+        // written again, each event in a savepoint of its own, so that it alone is refused.
         // IMMEDIATE: take the write lock up front, so the busy handler applies instead of a read
         // transaction failing to upgrade while the worker writes.
+        {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut results = Vec::with_capacity(events.len());
+            for (event, stored) in events.iter().zip(&payloads) {
+                match insert(&tx, event, stored.as_ref(), dedup_window) {
+                    Ok(done) => results.push(Ok(done)),
+                    Err(_) => break,
+                }
+            }
+            if results.len() == events.len() {
+                tx.commit()?;
+                return Ok(results);
+            }
+            // SQLite may have rolled back already (a full disk): the next BEGIN says so.
+            let _ = tx.rollback();
+        }
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(events.len());
         for (event, stored) in events.iter().zip(&payloads) {
