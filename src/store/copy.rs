@@ -23,7 +23,9 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("delivery_id", Kind::Text),
             ("received_at", Kind::Int),
             ("headers", Kind::Text),
+            // Copied encoded, codec and all: both stores read every codec.
             ("payload", Kind::Bytes),
+            ("payload_codec", Kind::Text),
             ("state", Kind::Text),
             ("rule", Kind::Text),
             ("error", Kind::Text),

@@ -5,14 +5,16 @@
 //! Layout: this file is the interface — the records that go in and come out, and the traits
 //! [`Ingest`] (the group-commit writer), [`Queue`] (the delivery worker), [`Inspect`] (the admin
 //! API), [`Monitor`] (readiness and gauges) and [`vendor::VendorLedger`]. [`state`] holds the
-//! typed states, [`health`] whether the store can take events. [`sqlite`] is the embedded
-//! backend; a second backend implements the same traits.
+//! typed states, [`health`] whether the store can take events, [`payload`] how a payload is
+//! kept (compressed). [`sqlite`] is the embedded backend; [`postgres`] implements the same
+//! traits.
 //!
 //! The traits are synchronous: a backend does blocking I/O and its callers run it off the async
 //! threads (`spawn_blocking`), as the writer thread does by design.
 
 pub mod copy;
 pub mod health;
+pub mod payload;
 pub mod postgres;
 pub mod sqlite;
 pub mod state;
@@ -24,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::Value;
 
-pub use state::{AttemptOutcome, EventState, MessageState};
+pub use state::{AttemptOutcome, EventState, MessageState, PayloadCodec};
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> i64 {
@@ -208,7 +210,7 @@ pub struct StoredEvent {
     pub source: String,
     /// Headers as stored (JSON object).
     pub headers: String,
-    /// The verified payload.
+    /// The verified payload, decoded (empty once dropped after `delivery.keep_payloads`).
     pub payload: Vec<u8>,
     /// Arrival time (unix ms).
     pub received_at: i64,
@@ -240,8 +242,8 @@ pub struct QueueStats {
 
 /// The group-commit writer's side: one writer, many events a transaction.
 pub trait Ingest: Send {
-    /// Commits `events` in one transaction (each in its own savepoint, so that one bad event
-    /// does not refuse the others): each is stored, or found a duplicate of a delivery id seen
+    /// Commits `events` in one transaction (written again with each event in a savepoint of its
+    /// own should one fail, so that one bad event does not refuse the others): each is stored, or found a duplicate of a delivery id seen
     /// within `dedup_window`, or refused with the reason.
     ///
     /// # Errors

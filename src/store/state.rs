@@ -103,6 +103,16 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// How an event's payload is stored (see [`crate::store::payload`]).
+    PayloadCodec ("payload codec") {
+        /// As received (events stored before schema 5, tiny payloads, dropped payloads).
+        Identity = "identity",
+        /// A zstd frame of the payload.
+        Zstd = "zstd",
+    }
+}
+
 impl MessageState {
     /// True while the message may still be sent without an admin (queued or in flight).
     pub fn is_pending(self) -> bool {

@@ -218,10 +218,13 @@ async fn a_form_encoded_payload_is_verified_over_the_raw_body_and_accepted() {
     headers.push(("content-type", "application/x-www-form-urlencoded".into()));
     let res = app.post_hook("github", body.clone(), &headers).await;
     assert_eq!(res.status(), 202);
-    let stored: Vec<u8> = app
+    let (codec, stored): (String, Vec<u8>) = app
         .db()
-        .query_row("SELECT payload FROM events", [], |r| r.get(0))
+        .query_row("SELECT payload_codec, payload FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
+    let stored = fxhook::store::payload::decode(&codec, stored).unwrap();
     assert_eq!(stored, json.as_bytes());
 }
 

@@ -147,14 +147,17 @@ async fn a_real_github_push_signed_by_python_is_accepted() {
         )
         .await;
     assert_eq!(res.status(), 202);
-    let (event_type, payload): (String, Vec<u8>) = app
+    let (event_type, codec, payload): (String, String, Vec<u8>) = app
         .db()
-        .query_row("SELECT event_type, payload FROM events", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT event_type, payload_codec, payload FROM events",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     assert_eq!(event_type, "push");
-    assert_eq!(payload, body, "stored byte for byte as signed");
+    let payload = fxhook::store::payload::decode(&codec, payload).unwrap();
+    assert_eq!(payload, body, "stored byte for byte as signed (compressed)");
 }
 
 #[actix_rt::test]

@@ -6,13 +6,15 @@
 //!
 //! Layout: this file holds the harness ([`Fresh`], [`on_both`]) and the fixtures; `ingest`
 //! (commit, dedup, concurrency), `queue` (claims and attempts), `prune`, `inspect` (the admin
-//! queries), `remap`, `ledger` (the vendor ledger), `monitor` (readiness, gauges, migrations) and
-//! `same_json` (both backends' admin JSON, side by side).
+//! queries), `remap`, `ledger` (the vendor ledger), `monitor` (readiness, gauges, migrations),
+//! `payload` (compressed payloads, old rows, copy) and `same_json` (both backends' admin JSON,
+//! side by side).
 
 mod ingest;
 mod inspect;
 mod ledger;
 mod monitor;
+mod payload;
 mod prune;
 mod queue;
 mod remap;
@@ -111,6 +113,21 @@ impl Fresh {
                 .query_row(sql, [], |r| r.get(0))
                 .unwrap(),
             Place::Database(db) => db.query_i64(sql),
+        }
+    }
+
+    /// Runs `sql` (one or more statements) on the store as it is, as an older build or a
+    /// damaged disk would have left it.
+    pub fn execute(&self, sql: &str) {
+        match &self.place {
+            Place::File(_, path) => {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+            Place::Database(db) => db.execute(sql),
         }
     }
 

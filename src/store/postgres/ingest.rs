@@ -2,12 +2,14 @@
 //! savepoint. The delivery id is claimed with `INSERT … ON CONFLICT DO NOTHING RETURNING`:
 //! a plain unique violation would abort the batch's transaction, and two processes inserting
 //! one id at once wait on the key, so the second sees the first's row and answers duplicate.
+//! Payloads are compressed before the transaction begins (see [`crate::store::payload`]).
 
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Transaction;
 
 use super::Postgres;
+use crate::store::payload::{self, Encoded};
 use crate::store::{
     Committed, EventOutcome, EventState, Ingest, MessageState, NewEvent, NewMessage, unix_ms,
 };
@@ -18,6 +20,8 @@ impl Ingest for Postgres {
         events: &[&NewEvent],
         dedup_window: Duration,
     ) -> anyhow::Result<Vec<Result<Committed, String>>> {
+        // Compressed before a connection is taken and a transaction opened.
+        let payloads: Vec<Encoded> = events.iter().map(|e| payload::encode(&e.payload)).collect();
         self.run(async {
             let mut client = self.client().await?;
             // The usual case first: the whole batch, no savepoint (two round trips an event
@@ -27,8 +31,8 @@ impl Ingest for Postgres {
                 let tx = client.transaction().await?;
                 let mut results = Vec::with_capacity(events.len());
                 let mut failed = false;
-                for event in events {
-                    match insert(&tx, event, dedup_window).await {
+                for (event, stored) in events.iter().zip(&payloads) {
+                    match insert(&tx, event, stored, dedup_window).await {
                         Ok(done) => results.push(Ok(done)),
                         Err(_) => {
                             failed = true;
@@ -44,9 +48,9 @@ impl Ingest for Postgres {
             }
             let mut tx = client.transaction().await?;
             let mut results = Vec::with_capacity(events.len());
-            for event in events {
+            for (event, stored) in events.iter().zip(&payloads) {
                 let sp = tx.savepoint("event").await?;
-                match insert(&sp, event, dedup_window).await {
+                match insert(&sp, event, stored, dedup_window).await {
                     Ok(done) => {
                         sp.commit().await?;
                         results.push(Ok(done));
@@ -102,6 +106,7 @@ impl Ingest for Postgres {
 async fn insert(
     tx: &Transaction<'_>,
     ev: &NewEvent,
+    stored: &Encoded<'_>,
     window: Duration,
 ) -> anyhow::Result<Committed> {
     let received = unix_ms(ev.received_at);
@@ -147,8 +152,9 @@ async fn insert(
     };
     let insert_event = tx
         .prepare_cached(
-            "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload, state, rule, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload,
+                                 payload_codec, state, rule, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .await?;
     tx.execute(
@@ -160,7 +166,8 @@ async fn insert(
             &ev.delivery_id,
             &received,
             &ev.headers,
-            &&ev.payload[..],
+            &&stored.bytes[..],
+            &stored.codec.as_str(),
             &state.as_str(),
             &rule,
             &error,

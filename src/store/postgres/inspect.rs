@@ -2,11 +2,13 @@
 
 use std::time::SystemTime;
 
+use anyhow::Context;
 use serde_json::{Value, json};
 use tokio_postgres::{GenericClient, Row};
 
 use super::Postgres;
 use super::ingest::insert_messages;
+use crate::store::payload;
 use crate::store::{
     EventOutcome, EventState, Inspect, MessageState, NewMessage, Replay, StoredEvent, unix_ms,
 };
@@ -192,7 +194,9 @@ impl Inspect for Postgres {
             let client = self.client().await?;
             let Some(row) = client
                 .query_opt(
-                    &format!("SELECT {EVENT}, payload, headers FROM events WHERE id = $1"),
+                    &format!(
+                        "SELECT {EVENT}, payload, payload_codec, headers FROM events WHERE id = $1"
+                    ),
                     &[&id],
                 )
                 .await?
@@ -200,7 +204,8 @@ impl Inspect for Postgres {
                 return Ok(None);
             };
             let mut e = event_json(&row);
-            let payload: Vec<u8> = row.get("payload");
+            let payload = payload::decode(row.get("payload_codec"), row.get("payload"))
+                .with_context(|| format!("cannot read the payload of event {id}"))?;
             e["payload"] = serde_json::from_slice(&payload).unwrap_or(Value::Null);
             e["headers"] = body_json(row.get("headers"));
             let rows = client
@@ -298,14 +303,19 @@ impl Inspect for Postgres {
                 .client()
                 .await?
                 .query_opt(
-                    "SELECT source, headers, payload, received_at FROM events WHERE id = $1",
+                    "SELECT source, headers, payload, received_at, payload_codec
+                     FROM events WHERE id = $1",
                     &[&id],
                 )
                 .await?;
-            Ok(row.map(|r| StoredEvent {
+            let Some(r) = row else {
+                return Ok(None);
+            };
+            Ok(Some(StoredEvent {
                 source: r.get(0),
                 headers: r.get(1),
-                payload: r.get(2),
+                payload: payload::decode(r.get(4), r.get(2))
+                    .with_context(|| format!("cannot read the payload of event {id}"))?,
                 received_at: r.get(3),
             }))
         })

@@ -351,7 +351,7 @@ impl Queue for Postgres {
             loop {
                 let n = client
                     .execute(
-                        "UPDATE events SET payload = ''::BYTEA WHERE id IN (
+                        "UPDATE events SET payload = ''::BYTEA, payload_codec = 'identity' WHERE id IN (
                             SELECT id FROM events
                             WHERE received_at < $1 AND state = 'mapped' AND octet_length(payload) > 0
                               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id

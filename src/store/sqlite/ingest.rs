@@ -1,6 +1,7 @@
-//! The ingest writer's statements: a batch of events in one transaction, each in its own
-//! savepoint; dedup checked and recorded in the same transaction as the event, so that two
-//! requests with one delivery id cannot both be accepted.
+//! The ingest writer's statements: a batch of events in one transaction (written again with
+//! each event in a savepoint of its own should one fail); dedup checked and recorded in the same transaction as the event, so that two
+//! requests with one delivery id cannot both be accepted. Payloads are compressed before the
+//! transaction begins (see [`crate::store::payload`]).
 
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Sqlite;
 use super::maintenance;
+use crate::store::payload::{self, Encoded};
 use crate::store::{
     Committed, EventOutcome, EventState, Ingest, MessageState, NewEvent, NewMessage, unix_ms,
 };
@@ -19,13 +21,42 @@ impl Ingest for Sqlite {
         dedup_window: Duration,
     ) -> anyhow::Result<Vec<Result<Committed, String>>> {
         let mut conn = self.conn()?;
+        // Compressed before the write lock is taken (the worker and retention wait for it):
+        // the lock is held no longer than before. A delivery id already seen within the window
+        // needs no payload: only this writer adds delivery ids, so it is still seen inside the
+        // transaction (which looks again all the same, and compresses there should it not be).
+        let payloads = events
+            .iter()
+            .map(|e| {
+                Ok((seen(&conn, e, dedup_window)?.is_none()).then(|| payload::encode(&e.payload)))
+            })
+            .collect::<anyhow::Result<Vec<Option<Encoded>>>>()?;
+        // The usual case first: the whole batch, no savepoint (two statements an event fewer,
+        // and no page copied aside for a rollback to one). Should one event fail, the batch is
+        // written again, each event in a savepoint of its own, so that it alone is refused.
         // IMMEDIATE: take the write lock up front, so the busy handler applies instead of a read
         // transaction failing to upgrade while the worker writes.
+        {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut results = Vec::with_capacity(events.len());
+            for (event, stored) in events.iter().zip(&payloads) {
+                match insert(&tx, event, stored.as_ref(), dedup_window) {
+                    Ok(done) => results.push(Ok(done)),
+                    Err(_) => break,
+                }
+            }
+            if results.len() == events.len() {
+                tx.commit()?;
+                return Ok(results);
+            }
+            // SQLite may have rolled back already (a full disk): the next BEGIN says so.
+            let _ = tx.rollback();
+        }
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(events.len());
-        for event in events {
+        for (event, stored) in events.iter().zip(&payloads) {
             let mut sp = tx.savepoint()?;
-            match insert(&sp, event, dedup_window) {
+            match insert(&sp, event, stored.as_ref(), dedup_window) {
                 Ok(done) => {
                     sp.commit()?;
                     results.push(Ok(done));
@@ -52,28 +83,51 @@ impl Ingest for Sqlite {
         maintenance::scrub_headers_once(&mut *self.conn()?, clean)
     }
 
+    /// Oldest first by rowid, up to the first delivery id seen at or after `before`: rows are
+    /// appended as events arrive (a replaced row gets a new rowid), so this needs no index on
+    /// the time, one B-tree insert fewer an event. An older row behind a newer one waits for a
+    /// later pass; meanwhile it counts as new anyway, as the window is checked when a delivery
+    /// id is looked up.
     fn forget_delivery_ids(&mut self, before: SystemTime) -> anyhow::Result<usize> {
         Ok(self.conn()?.execute(
-            "DELETE FROM dedup WHERE seen_at < ?1",
+            "DELETE FROM dedup WHERE rowid < COALESCE(
+                 (SELECT rowid FROM dedup WHERE seen_at >= ?1 ORDER BY rowid LIMIT 1),
+                 (SELECT MAX(rowid) + 1 FROM dedup))",
             params![unix_ms(before)],
         )?)
     }
 }
 
-fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<Committed> {
+/// The event first seen with `ev`'s delivery id, when that was within `window` before it.
+fn seen(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<Option<String>> {
+    let Some(delivery_id) = &ev.delivery_id else {
+        return Ok(None);
+    };
+    let seen: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT event_id, seen_at FROM dedup WHERE source = ?1 AND delivery_id = ?2",
+        )?
+        .query_row(params![ev.source, delivery_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let received = unix_ms(ev.received_at);
+    Ok(seen
+        .filter(|(_, seen_at)| received - seen_at < window.as_millis() as i64)
+        .map(|(first, _)| first))
+}
+
+/// Stores `ev` with its payload as `stored` (compressed here when not given), or finds it a
+/// duplicate.
+fn insert(
+    conn: &Connection,
+    ev: &NewEvent,
+    stored: Option<&Encoded>,
+    window: Duration,
+) -> anyhow::Result<Committed> {
     let received = unix_ms(ev.received_at);
     if let Some(delivery_id) = &ev.delivery_id {
-        let seen: Option<(String, i64)> = conn
-            .prepare_cached(
-                "SELECT event_id, seen_at FROM dedup WHERE source = ?1 AND delivery_id = ?2",
-            )?
-            .query_row(params![ev.source, delivery_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((first, seen_at)) = seen
-            && received - seen_at < window.as_millis() as i64
-        {
+        if let Some(first) = seen(conn, ev, window)? {
             return Ok(Committed::Duplicate(first));
         }
         conn.prepare_cached(
@@ -92,9 +146,18 @@ fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<
             &[][..],
         ),
     };
+    let encoded;
+    let stored = match stored {
+        Some(stored) => stored,
+        None => {
+            encoded = payload::encode(&ev.payload);
+            &encoded
+        }
+    };
     conn.prepare_cached(
-        "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload, state, rule, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload,
+                             payload_codec, state, rule, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         ev.id,
@@ -103,7 +166,8 @@ fn insert(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<
         ev.delivery_id,
         received,
         ev.headers,
-        &ev.payload[..],
+        &stored.bytes[..],
+        stored.codec.as_str(),
         state.as_str(),
         rule,
         error
@@ -213,4 +277,98 @@ pub fn insert_messages(
         ])?;
     }
     Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_whose_payload_was_not_compressed_ahead_is_compressed_where_it_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open(&dir.path().join("fx.db")).unwrap();
+        let payload = include_bytes!("../../../tests/fixtures/github/push.4.json");
+        let event = NewEvent {
+            id: "e-1".into(),
+            source: "github".into(),
+            event_type: None,
+            delivery_id: Some("d-1".into()),
+            received_at: SystemTime::now(),
+            headers: "{}".into(),
+            payload: bytes::Bytes::from_static(payload),
+            outcome: EventOutcome::Failed {
+                rule: None,
+                reason: "none".into(),
+            },
+        };
+
+        let done = insert(&conn, &event, None, Duration::from_secs(60)).unwrap();
+
+        assert_eq!(done, Committed::Accepted("e-1".into()));
+        let (codec, stored): (String, Vec<u8>) = conn
+            .query_row(
+                "SELECT payload_codec, payload FROM events WHERE id = 'e-1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(payload::decode(&codec, stored).unwrap(), payload);
+        assert_eq!(
+            seen(&conn, &event, Duration::from_secs(60))
+                .unwrap()
+                .as_deref(),
+            Some("e-1")
+        );
+    }
+
+    #[test]
+    fn delivery_ids_are_forgotten_oldest_first_and_one_behind_a_newer_one_still_counts_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Sqlite::open(&dir.path().join("fx.db")).unwrap();
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + s);
+        // Appended in this order; "late" arrived after "fresh" with an older time.
+        for (id, seen_at) in [("old-1", 0), ("old-2", 10), ("fresh", 100), ("late", 5)] {
+            store
+                .conn()
+                .unwrap()
+                .execute(
+                    "INSERT INTO dedup (source, delivery_id, event_id, seen_at) VALUES ('s', ?1, ?1, ?2)",
+                    params![id, unix_ms(at(seen_at))],
+                )
+                .unwrap();
+        }
+
+        assert_eq!(store.forget_delivery_ids(at(50)).unwrap(), 2);
+
+        let event = |delivery: &str| NewEvent {
+            id: "new".into(),
+            source: "s".into(),
+            event_type: None,
+            delivery_id: Some(delivery.into()),
+            received_at: at(120),
+            headers: "{}".into(),
+            payload: bytes::Bytes::new(),
+            outcome: EventOutcome::Failed {
+                rule: None,
+                reason: "none".into(),
+            },
+        };
+        let conn = store.conn().unwrap();
+        let window = Duration::from_secs(60);
+        assert_eq!(
+            seen(&conn, &event("late"), window).unwrap(),
+            None,
+            "kept, yet new"
+        );
+        assert_eq!(
+            seen(&conn, &event("fresh"), window).unwrap().as_deref(),
+            Some("fresh")
+        );
+        drop(conn);
+        assert_eq!(
+            store.forget_delivery_ids(at(200)).unwrap(),
+            2,
+            "the rest, later"
+        );
+    }
 }

@@ -3,11 +3,13 @@
 
 use std::time::SystemTime;
 
+use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
 use super::Sqlite;
 use super::ingest::insert_messages;
+use crate::store::payload;
 use crate::store::{
     EventOutcome, EventState, Inspect, MessageState, NewMessage, Replay, StoredEvent, unix_ms,
 };
@@ -131,23 +133,24 @@ pub fn message_detail(conn: &Connection, id: i64) -> anyhow::Result<Option<Value
     Ok(Some(m))
 }
 
-/// One event with its payload, headers and messages (each with its attempts).
+/// One event with its payload (decoded), headers and messages (each with its attempts).
 ///
 /// # Errors
-/// A database error.
+/// A database error, or a stored payload that cannot be decoded (a damaged row).
 pub fn event_detail(conn: &Connection, id: &str) -> anyhow::Result<Option<Value>> {
-    let Some(mut e) = conn
+    let Some((mut e, codec, stored)) = conn
         .query_row("SELECT * FROM events WHERE id = ?1", params![id], |r| {
             let mut e = event_json(r)?;
-            let payload: Vec<u8> = r.get("payload")?;
-            e["payload"] = serde_json::from_slice(&payload).unwrap_or(Value::Null);
             e["headers"] = body_json(r.get("headers")?);
-            Ok(e)
+            Ok((e, r.get::<_, String>("payload_codec")?, r.get("payload")?))
         })
         .optional()?
     else {
         return Ok(None);
     };
+    let payload = payload::decode(&codec, stored)
+        .with_context(|| format!("cannot read the payload of event {id}"))?;
+    e["payload"] = serde_json::from_slice(&payload).unwrap_or(Value::Null);
     let mut stmt = conn.prepare("SELECT * FROM messages WHERE event_id = ?1 ORDER BY seq")?;
     let mut messages: Vec<Value> = stmt
         .query_map(params![id], message_json)?
@@ -209,25 +212,32 @@ pub fn replay_all_dead(conn: &Connection, now: SystemTime) -> anyhow::Result<usi
     )?)
 }
 
-/// The stored event `id`, when it exists.
+/// The stored event `id`, when it exists, its payload decoded.
 ///
 /// # Errors
-/// A database error.
+/// A database error, or a stored payload that cannot be decoded (a damaged row).
 pub fn stored_event(conn: &Connection, id: &str) -> anyhow::Result<Option<StoredEvent>> {
-    Ok(conn
+    let Some((mut event, codec)) = conn
         .query_row(
-            "SELECT source, headers, payload, received_at FROM events WHERE id = ?1",
+            "SELECT source, headers, payload, received_at, payload_codec FROM events WHERE id = ?1",
             params![id],
             |r| {
-                Ok(StoredEvent {
+                let event = StoredEvent {
                     source: r.get(0)?,
                     headers: r.get(1)?,
                     payload: r.get(2)?,
                     received_at: r.get(3)?,
-                })
+                };
+                Ok((event, r.get::<_, String>(4)?))
             },
         )
-        .optional()?)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    event.payload = payload::decode(&codec, std::mem::take(&mut event.payload))
+        .with_context(|| format!("cannot read the payload of event {id}"))?;
+    Ok(Some(event))
 }
 
 /// Replaces an event's failed messages (or records a new failure) after a re-map. Refused
