@@ -439,9 +439,13 @@ async fn a_store_over_its_bounds_answers_503_with_retry_after() {
     let app = github_app(Some(Box::new(|s| s.store.max_bytes = 1))).await;
     let body = br#"{"action":"opened"}"#;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut tries = 0;
     let res = loop {
+        // A new delivery id each time: a redelivery of one already stored is no new event.
+        tries += 1;
+        let delivery = format!("bounded-{tries}");
         let res = app
-            .post_hook("github", &body[..], &signed(body, "issues", "bounded"))
+            .post_hook("github", &body[..], &signed(body, "issues", &delivery))
             .await;
         if res.status() == 503 {
             break res;
@@ -458,4 +462,13 @@ async fn a_store_over_its_bounds_answers_503_with_retry_after() {
         json_of(res).await,
         serde_json::json!({"error": "the store cannot take the event now; retry later"})
     );
+    // What was stored before the store filled up is still known: its redelivery is answered
+    // duplicate (retrying it would do nothing), not 503.
+    if tries > 1 {
+        let again = app
+            .post_hook("github", &body[..], &signed(body, "issues", "bounded-1"))
+            .await;
+        assert_eq!(again.status(), 200);
+        assert_eq!(json_of(again).await["status"], "duplicate");
+    }
 }
