@@ -70,6 +70,13 @@ impl Secret {
         if contains(secret.as_bytes()) {
             return true;
         }
+        // Form encoding leaves these bytes as they are: then the encoded secret is the secret.
+        if secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"*-._".contains(&b))
+        {
+            return false;
+        }
         // `serde_urlencoded` writes `k=<encoded>`: the part after `=` is the encoded secret.
         serde_urlencoded::to_string([("k", secret)])
             .ok()
