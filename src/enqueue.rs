@@ -184,8 +184,11 @@ struct RecentIds {
     window: Duration,
 }
 
-/// How many recent delivery ids are held (about 150 bytes each).
-const RECENT_IDS: usize = 32 * 1024;
+/// How many recent delivery ids are held (about 150 bytes each, at most ~300).
+const RECENT_IDS: usize = 16 * 1024;
+
+/// The longest delivery id held (senders' ids are UUIDs and the like: 20–40 bytes).
+pub const MAX_REMEMBERED_ID: usize = 128;
 
 impl RecentIds {
     fn key(source: &str, delivery_id: &str) -> String {
@@ -198,7 +201,13 @@ impl RecentIds {
 
     fn find(&self, source: &str, delivery_id: &str, now: SystemTime) -> Option<Arc<str>> {
         let (event, seen) = self.ids.get(&Self::key(source, delivery_id))?;
-        let within = now.duration_since(seen).is_ok_and(|age| age < self.window);
+        // In whole milliseconds, as the store compares: never a duplicate the store would
+        // not call one.
+        let ms = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        };
+        let within = ms(now) >= ms(seen) && ms(now) - ms(seen) < self.window.as_millis();
         within.then_some(event)
     }
 }
@@ -277,11 +286,6 @@ impl Enqueuer {
         if self.overloaded.load(Ordering::Relaxed) {
             return Err(EnqueueError::Busy);
         }
-        // What the recent ids need of the event, kept before it goes to the writer.
-        let remembered = event
-            .delivery_id
-            .as_ref()
-            .map(|d| (RecentIds::key(&event.source, d), event.received_at));
         let (reply, answer) = oneshot::channel();
         self.tx
             .try_send(Work::Event(Job { event, reply }))
@@ -291,20 +295,30 @@ impl Enqueuer {
                     EnqueueError::Unavailable(anyhow::anyhow!("the store writer has stopped"))
                 }
             })?;
-        let committed = answer
+        answer
             .await
             .map_err(|_| EnqueueError::Unavailable(anyhow::anyhow!("the store writer stopped")))?
-            .map_err(|e| EnqueueError::Unavailable(anyhow::anyhow!(e)))?;
-        if let (Some((key, received_at)), Committed::Accepted(id) | Committed::Suppressed(id)) =
-            (remembered, &committed)
-        {
-            // (A duplicate is not remembered: its id was first seen earlier, at a time the
-            // store knows and this process does not.)
-            self.recent
-                .ids
-                .insert(key, (Arc::from(id.as_str()), received_at));
+            .map_err(|e| EnqueueError::Unavailable(anyhow::anyhow!(e)))
+    }
+
+    /// Remembers that `source`'s `delivery_id` (read from a header: known before parsing)
+    /// committed as `event_id`, received at `received_at`. Ids longer than
+    /// [`MAX_REMEMBERED_ID`] bytes are not held (they bound the cache's memory). Call it for an
+    /// accepted event only: a duplicate's id was first seen earlier, at a time the store knows
+    /// and this process does not.
+    pub fn remember(
+        &self,
+        source: &str,
+        delivery_id: &str,
+        event_id: &str,
+        received_at: SystemTime,
+    ) {
+        if delivery_id.len() <= MAX_REMEMBERED_ID {
+            self.recent.ids.insert(
+                RecentIds::key(source, delivery_id),
+                (Arc::from(event_id), received_at),
+            );
         }
-        Ok(committed)
     }
 
     /// The event that a delivery id of `source` committed lately in this process, if it was

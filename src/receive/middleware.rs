@@ -2,7 +2,7 @@
 //! every log line of the request and returned in the response, and one access-log line with
 //! method, path, status, latency and client IP.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -99,8 +99,7 @@ pub async fn request_context(
 const REFUSAL_LINES_PER_SECOND: u32 = 50;
 
 static REFUSALS: RefusalSampler = RefusalSampler {
-    second: AtomicU64::new(0),
-    written: AtomicU32::new(0),
+    window: AtomicU64::new(0),
     left_out: AtomicU64::new(0),
 };
 
@@ -113,10 +112,9 @@ fn unix_second() -> u64 {
 /// Lets [`REFUSAL_LINES_PER_SECOND`] refusal lines through per second and counts the rest; the
 /// first line written after some were left out says how many.
 struct RefusalSampler {
-    /// The second being counted.
-    second: AtomicU64,
-    /// Lines written in it.
-    written: AtomicU32,
+    /// The second being counted (high 32 bits) and the lines written in it (low 32 bits), in
+    /// one word so that a new second and its count change together.
+    window: AtomicU64,
     /// Lines left out since the last one written.
     left_out: AtomicU64,
 }
@@ -131,22 +129,27 @@ enum Sample {
 
 impl RefusalSampler {
     fn admit(&self, now: u64) -> Sample {
-        let second = self.second.load(Ordering::Relaxed);
-        if second != now
-            && self
-                .second
-                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.written.store(0, Ordering::Relaxed);
-        }
-        if self.written.fetch_add(1, Ordering::Relaxed) < REFUSAL_LINES_PER_SECOND {
-            Sample::Write {
+        let second = now & 0xffff_ffff;
+        let previous = self
+            .window
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                let (at, written) = (w >> 32, w & 0xffff_ffff);
+                if at != second {
+                    Some(second << 32 | 1)
+                } else if written < u64::from(REFUSAL_LINES_PER_SECOND) {
+                    Some(w + 1)
+                } else {
+                    None
+                }
+            });
+        match previous {
+            Ok(_) => Sample::Write {
                 left_out: self.left_out.swap(0, Ordering::Relaxed),
+            },
+            Err(_) => {
+                self.left_out.fetch_add(1, Ordering::Relaxed);
+                Sample::LeaveOut
             }
-        } else {
-            self.left_out.fetch_add(1, Ordering::Relaxed);
-            Sample::LeaveOut
         }
     }
 }
@@ -157,8 +160,7 @@ mod tests {
 
     fn sampler() -> RefusalSampler {
         RefusalSampler {
-            second: AtomicU64::new(0),
-            written: AtomicU32::new(0),
+            window: AtomicU64::new(0),
             left_out: AtomicU64::new(0),
         }
     }

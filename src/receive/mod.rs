@@ -210,7 +210,18 @@ async fn receive(
         ),
         EventOutcome::Failed { rule, .. } => (0, rule.clone().unwrap_or_default()),
     };
-    match enqueuer.commit(event).await? {
+    // Ids read from a header are remembered once committed: their redeliveries are then
+    // answered before parsing (see above).
+    let remembered = matches!(source.dedup, crate::source::Dedup::Headers(_))
+        .then(|| event.delivery_id.clone().map(|d| (d, event.received_at)))
+        .flatten();
+    let committed = enqueuer.commit(event).await?;
+    if let (Some((delivery_id, received_at)), Committed::Accepted(id) | Committed::Suppressed(id)) =
+        (&remembered, &committed)
+    {
+        enqueuer.remember(name, delivery_id, id, *received_at);
+    }
+    match committed {
         Committed::Accepted(id) => {
             span.record("outcome", tracing::field::display("accepted"));
             (0..failed_messages).for_each(|_| metrics::message("failed"));

@@ -22,7 +22,7 @@ use jsonpath_rust::parser::model::{
     SingularQuerySegment, Test, TestFunction,
 };
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// The parts of a payload a source's paths can read.
@@ -311,6 +311,65 @@ pub(super) fn record(query: &JpQuery, reads_root_inside: bool) {
     });
 }
 
+/// A value read and checked as a whole parse checks it (nesting depth, string escapes and
+/// surrogates, numbers in range), and not built. (serde's `IgnoredAny` lets serde_json skip
+/// those checks: a body a whole parse refuses would be accepted.)
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Skip)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_key::<Skip>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+}
+
 /// A member name, borrowed from the input when it has no escapes.
 struct Key<'de>(Cow<'de, str>);
 
@@ -368,7 +427,7 @@ impl<'de> Visitor<'de> for Pruned<'_> {
                 }
                 // Skipped; a later repeat of a kept name still replaces the kept one.
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Skip>()?;
                 }
             }
         }
@@ -562,11 +621,19 @@ mod tests {
     #[test]
     fn invalid_json_is_refused_even_where_nothing_is_read() {
         let footprint = footprint_of(&["$.a"]);
+        let deep = format!(
+            "{{\"a\": 1, \"b\": {}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
         for bad in [
             r#"{"a": 1, "b": [1,}"#,
             r#"{"a": 1} x"#,
             r#"{"b": "\x"}"#,
             "",
+            r#"{"a": 1, "b": "\ud800"}"#,
+            r#"{"a": 1, "b": 1e400}"#,
+            &deep,
         ] {
             let err = footprint.parse(bad.as_bytes()).unwrap_err();
             let whole = serde_json::from_str::<Value>(bad).unwrap_err();
