@@ -16,7 +16,7 @@ use anyhow::Context;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::store::health::StoreHealth;
-use crate::store::{Committed, EventOutcome, Ingest, Monitor, NewEvent};
+use crate::store::{Committed, EventOutcome, Ingest, Monitor, NewEvent, unix_ms};
 
 /// Why an event was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -203,11 +203,8 @@ impl RecentIds {
         let (event, seen) = self.ids.get(&Self::key(source, delivery_id))?;
         // In whole milliseconds, as the store compares: never a duplicate the store would
         // not call one.
-        let ms = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
-        };
-        let within = ms(now) >= ms(seen) && ms(now) - ms(seen) < self.window.as_millis();
+        let age = unix_ms(now) - unix_ms(seen);
+        let within = (0..self.window.as_millis() as i64).contains(&age);
         within.then_some(event)
     }
 }

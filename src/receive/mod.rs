@@ -181,8 +181,11 @@ async fn receive(
             retry_after: wait.as_secs().max(1),
         });
     }
-    // A redelivery of an id this process committed lately is answered before any parsing.
-    if let Some(delivery_id) = pipeline::header_delivery_id(&source.dedup, verified.inner())
+    // A redelivery of an id this process committed lately is answered before any parsing;
+    // an id read from a header is remembered once its event is committed (below).
+    let header_id =
+        pipeline::header_delivery_id(&source.dedup, verified.inner()).map(str::to_string);
+    if let Some(delivery_id) = header_id.as_deref()
         && let Some(id) = enqueuer.recent_duplicate(name, delivery_id)
     {
         span.record("delivery_id", tracing::field::display(delivery_id));
@@ -210,16 +213,12 @@ async fn receive(
         ),
         EventOutcome::Failed { rule, .. } => (0, rule.clone().unwrap_or_default()),
     };
-    // Ids read from a header are remembered once committed: their redeliveries are then
-    // answered before parsing (see above).
-    let remembered = matches!(source.dedup, crate::source::Dedup::Headers(_))
-        .then(|| event.delivery_id.clone().map(|d| (d, event.received_at)))
-        .flatten();
+    let received_at = event.received_at;
     let committed = enqueuer.commit(event).await?;
-    if let (Some((delivery_id, received_at)), Committed::Accepted(id) | Committed::Suppressed(id)) =
-        (&remembered, &committed)
+    if let (Some(delivery_id), Committed::Accepted(id) | Committed::Suppressed(id)) =
+        (&header_id, &committed)
     {
-        enqueuer.remember(name, delivery_id, id, *received_at);
+        enqueuer.remember(name, delivery_id, id, received_at);
     }
     match committed {
         Committed::Accepted(id) => {

@@ -202,15 +202,8 @@ impl Node {
     }
 }
 
-impl Default for Footprint {
-    /// Reads everything: what a source compiled without recording gets.
-    fn default() -> Self {
-        Footprint::whole()
-    }
-}
-
 impl Footprint {
-    /// The whole payload.
+    /// The whole payload: what a source compiled without recording reads.
     pub fn whole() -> Self {
         Footprint { root: Node::Whole }
     }
@@ -223,7 +216,8 @@ impl Footprint {
     }
 
     /// True when every part of a payload is read.
-    pub fn is_whole(&self) -> bool {
+    #[cfg(test)]
+    fn is_whole(&self) -> bool {
         self.root == Node::Whole
     }
 
