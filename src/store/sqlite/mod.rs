@@ -194,9 +194,21 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
         std::thread::sleep(std::time::Duration::from_millis(1));
         tries < 10_000
     }))?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .context("cannot switch the store to WAL")?;
+    // Switching a new file to WAL takes an exclusive lock, and SQLite answers BUSY there
+    // without calling the busy handler when another process opens the same new file at the
+    // same moment: tried again in the handler's steps, for as long.
+    let mut tries = 0;
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 10_000 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            other => break other.context("cannot switch the store to WAL")?,
+        }
+    };
     anyhow::ensure!(
         mode.eq_ignore_ascii_case("wal"),
         "store {} refused WAL mode (got {mode})",
