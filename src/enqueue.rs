@@ -16,6 +16,7 @@ use anyhow::Context;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::store::health::StoreHealth;
+use crate::store::payload;
 use crate::store::{Committed, EventOutcome, Ingest, Monitor, NewEvent, unix_ms};
 
 /// Why an event was not stored.
@@ -279,9 +280,14 @@ impl Enqueuer {
     /// # Errors
     /// [`EnqueueError::Busy`] when the writer is saturated, [`EnqueueError::Unavailable`] when
     /// the database failed.
-    pub async fn commit(&self, event: NewEvent) -> Result<Committed, EnqueueError> {
+    pub async fn commit(&self, mut event: NewEvent) -> Result<Committed, EnqueueError> {
         if self.overloaded.load(Ordering::Relaxed) {
             return Err(EnqueueError::Busy);
+        }
+        // Encoded here, on the request's thread, many at once: the one writer thread only
+        // writes (it compressed every payload of a batch in turn while the others waited).
+        if event.stored_payload.is_none() {
+            event.stored_payload = Some(payload::encode(&event.payload).into_owned());
         }
         let (reply, answer) = oneshot::channel();
         self.tx

@@ -7,7 +7,12 @@
 //! (Mapping files' examples state what the map step gives, not whom it reaches, so they run the
 //! map step alone: see `map::examples`.)
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
 use actix_web::http::header::HeaderMap;
+use aho_corasick::AhoCorasick;
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 
@@ -151,7 +156,7 @@ pub enum Processed {
     /// Nothing to store: answer `200 ignored` with the reason.
     Ignored(String),
     /// Store this event (its messages queued, or the event kept as failed).
-    Store(NewEvent),
+    Store(Box<NewEvent>),
 }
 
 /// The whole pipeline for a verified webhook of `source`: map, route, and the event to store.
@@ -162,7 +167,7 @@ pub fn process(source: &Source, payload: &Verified<Payload>, groups: &Groups, tz
         Err(reason) => return Processed::Ignored(reason),
     };
     let p = payload.inner();
-    Processed::Store(NewEvent {
+    Processed::Store(Box::new(NewEvent {
         id: uuid::Uuid::now_v7().to_string(),
         source: source.name.to_string(),
         event_type: source
@@ -174,8 +179,9 @@ pub fn process(source: &Source, payload: &Verified<Payload>, groups: &Groups, tz
         received_at: p.webhook.received_at,
         headers: headers_json(&p.webhook.headers, &source.verifier),
         payload: p.bytes.clone(),
+        stored_payload: None,
         outcome,
-    })
+    }))
 }
 
 /// The delivery id a request's headers carry, when its source takes the id from a header:
@@ -208,10 +214,12 @@ pub fn delivery_id(dedup: &Dedup, payload: &Payload, tz: Tz) -> Option<String> {
 }
 
 /// Headers whose names say they carry credentials (whatever the source's scheme). Not `key`
-/// alone: Bitbucket names its event `X-Event-Key`, which re-mapping needs.
+/// alone: Bitbucket names its event `X-Event-Key`, which re-mapping needs. Names come
+/// lowercase (as `HeaderMap` keeps them, and as [`scrub_stored_headers`] makes them).
 fn is_sensitive(name: &str) -> bool {
-    matches!(name, "authorization" | "proxy-authorization" | "cookie")
-        || [
+    /// The words, found in one pass over a name (a dozen headers on every request).
+    static WORDS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+        AhoCorasick::new([
             "token",
             "signature",
             "secret",
@@ -221,9 +229,12 @@ fn is_sensitive(name: &str) -> bool {
             "credential",
             "api-key",
             "apikey",
-        ]
-        .iter()
-        .any(|w| name.contains(w))
+        ])
+        .ok()
+    });
+    matches!(name, "authorization" | "proxy-authorization" | "cookie")
+        // Without the automaton (it cannot fail to build on these words), keep nothing.
+        || WORDS.as_ref().is_none_or(|words| words.is_match(name))
 }
 
 /// True when a header may be stored: never one that carries the source's signature or token
@@ -236,24 +247,26 @@ fn keeps_header(name: &str, value: &[u8], verifier: Option<&Verifier>) -> bool {
 
 /// The headers worth keeping with an event (for re-mapping and inspection), as a JSON object.
 pub fn headers_json(headers: &HeaderMap, verifier: &Verifier) -> String {
-    let mut map = serde_json::Map::new();
+    // By name (the order a JSON object of them always had); repeated headers joined by ", ".
+    let mut kept: BTreeMap<&str, Cow<'_, str>> = BTreeMap::new();
     for (name, value) in headers {
         let name = name.as_str();
         if !keeps_header(name, value.as_bytes(), Some(verifier)) {
             continue;
         }
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        match map.get_mut(name) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&value);
+        let value = String::from_utf8_lossy(value.as_bytes());
+        match kept.get_mut(name) {
+            Some(existing) => {
+                let joined = existing.to_mut();
+                joined.push_str(", ");
+                joined.push_str(&value);
             }
-            _ => {
-                map.insert(name.to_string(), value.into());
+            None => {
+                kept.insert(name, value);
             }
         }
     }
-    Value::Object(map).to_string()
+    serde_json::to_string(&kept).unwrap_or_else(|_| "{}".into())
 }
 
 /// The stored headers of an event (a JSON object) with what [`headers_json`] would not keep

@@ -339,7 +339,7 @@ impl Worker {
         if let Mode::DryRun = self.mode {
             let n = self
                 .store(|q| {
-                    q.deliver_dry_run(SystemTime::now(), 64, &mut |m| {
+                    q.deliver_dry_run(SystemTime::now(), 512, &mut |m| {
                         tracing::info!(
                             message_id = m.id,
                             event_id = %m.event_id,

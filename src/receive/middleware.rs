@@ -38,39 +38,41 @@ pub async fn request_context(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = caller_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let trusted = req
-        .app_data::<web::Data<TrustedProxies>>()
-        .map(|t| t.0.clone())
-        .unwrap_or_default();
-    let client = super::client::of_request(req.request(), &trusted)
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "-".into());
+    let client = match req.app_data::<web::Data<TrustedProxies>>() {
+        Some(trusted) => super::client::of_request(req.request(), &trusted.0),
+        None => super::client::of_request(req.request(), &[]),
+    };
     // source, delivery_id and event_id are filled in by the handler as they become known.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        client_ip = %client,
+        client_ip = %ClientIp(client),
         source = tracing::field::Empty,
         delivery_id = tracing::field::Empty,
         event_id = tracing::field::Empty,
         outcome = tracing::field::Empty,
         reason = tracing::field::Empty,
     );
-    let method = req.method().to_string();
-    let path = req.path().to_string();
-    // The route pattern, not the path: label values must not come from callers.
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    // Kept for the access-log line (cheap clones of what the request holds, not copies).
+    let method = req.method().clone();
+    let uri = req.uri().clone();
     let started = Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
+    // The route pattern, not the path: label values must not come from callers. Asked after
+    // routing, actix-web knows it without matching the path again.
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
     let status = res.status().as_u16();
     let took = started.elapsed();
     crate::metrics::http_request(&route, status, took);
-    let latency_ms = took.as_secs_f64() * 1000.0;
+    let path = uri.path();
     span.in_scope(|| {
-        let latency_ms = format!("{latency_ms:.2}");
+        let latency_ms = || format!("{:.2}", took.as_secs_f64() * 1000.0);
         // Refusals (failed verifications above all) stand out at warn level, with the client IP
         // and the reason in the span; under a flood only a sample of them is written.
         if (400..600).contains(&status) && status != 404 {
@@ -86,12 +88,24 @@ pub async fn request_context(
                     return;
                 }
             }
-            tracing::warn!(%method, %path, status, latency_ms, "request completed");
+            tracing::warn!(%method, %path, status, latency_ms = latency_ms(), "request completed");
         } else {
-            tracing::info!(%method, %path, status, latency_ms, "request completed");
+            tracing::info!(%method, %path, status, latency_ms = latency_ms(), "request completed");
         }
     });
     Ok(res)
+}
+
+/// The client's address in a log line, `-` when it is not known.
+struct ClientIp(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// Refusal lines written in one second at most: a flood of forgeries must not become a flood

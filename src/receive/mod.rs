@@ -203,7 +203,7 @@ async fn receive(
             let body = json!({"status": "ignored", "reason": reason});
             return Ok((HttpResponse::Ok().json(body), Outcome::Ignored));
         }
-        Processed::Store(event) => event,
+        Processed::Store(event) => *event,
     };
     note_event(name, &event);
     let (failed_messages, rule) = match &event.outcome {

@@ -104,6 +104,10 @@ pub struct NewEvent {
     pub headers: String,
     /// The verified JSON payload.
     pub payload: Bytes,
+    /// `payload` as the store keeps it, when it was encoded before the commit: the enqueuer
+    /// does that on the request's thread, so that the one store writer does not (see
+    /// [`payload::stored`]). `None` everywhere else; the store then encodes `payload` itself.
+    pub stored_payload: Option<payload::Encoded<'static>>,
     /// The mapping result.
     pub outcome: EventOutcome,
 }

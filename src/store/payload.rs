@@ -66,6 +66,28 @@ pub fn encode(payload: &[u8]) -> Encoded<'_> {
     }
 }
 
+impl Encoded<'_> {
+    /// The same, owning its bytes.
+    pub fn into_owned(self) -> Encoded<'static> {
+        Encoded {
+            codec: self.codec,
+            bytes: Cow::Owned(self.bytes.into_owned()),
+        }
+    }
+}
+
+/// `event`'s payload as it is to be stored: as the enqueuer encoded it ahead, on the request's
+/// thread (the one store writer then only writes it: issue 20), else encoded now.
+pub fn stored(event: &super::NewEvent) -> Encoded<'_> {
+    match &event.stored_payload {
+        Some(ahead) => Encoded {
+            codec: ahead.codec,
+            bytes: Cow::Borrowed(&ahead.bytes[..]),
+        },
+        None => encode(&event.payload),
+    }
+}
+
 /// The payload stored as `bytes` with the codec named `codec`. An empty payload (dropped after
 /// `delivery.keep_payloads`) reads as empty whatever its codec.
 ///

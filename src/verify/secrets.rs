@@ -66,7 +66,7 @@ impl Secret {
         if secret.len() < 4 {
             return false;
         }
-        let contains = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+        let contains = |needle: &[u8]| memchr::memmem::find(text, needle).is_some();
         if contains(secret.as_bytes()) {
             return true;
         }

@@ -227,6 +227,7 @@ pub fn mapped(id: &str, at: SystemTime, messages: Vec<NewMessage>) -> NewEvent {
         received_at: at,
         headers: r#"{"x-request-id":"r-1"}"#.into(),
         payload: format!(r#"{{"id":"{id}","n":1}}"#).into_bytes().into(),
+        stored_payload: None,
         outcome: EventOutcome::Mapped {
             rule: "card".into(),
             messages,

@@ -559,6 +559,7 @@ pub async fn send_test(
         received_at: SystemTime::now(),
         headers: "{}".into(),
         payload: bytes::Bytes::from(serde_json::json!({"send_test": to.as_str()}).to_string()),
+        stored_payload: None,
         outcome: EventOutcome::Mapped {
             rule: "send-test".into(),
             messages: vec![NewMessage {

@@ -20,8 +20,9 @@ impl Ingest for Postgres {
         events: &[&NewEvent],
         dedup_window: Duration,
     ) -> anyhow::Result<Vec<Result<Committed, String>>> {
-        // Compressed before a connection is taken and a transaction opened.
-        let payloads: Vec<Encoded> = events.iter().map(|e| payload::encode(&e.payload)).collect();
+        // Encoded before a connection is taken and a transaction opened, where the enqueuer
+        // has not done it already on the request's thread.
+        let payloads: Vec<Encoded> = events.iter().map(|e| payload::stored(e)).collect();
         self.run(async {
             let mut client = self.client().await?;
             // The usual case first: the whole batch, no savepoint (two round trips an event

@@ -21,16 +21,9 @@ impl Ingest for Sqlite {
         dedup_window: Duration,
     ) -> anyhow::Result<Vec<Result<Committed, String>>> {
         let mut conn = self.conn()?;
-        // Compressed before the write lock is taken (the worker and retention wait for it):
-        // the lock is held no longer than before. A delivery id already seen within the window
-        // needs no payload: only this writer adds delivery ids, so it is still seen inside the
-        // transaction (which looks again all the same, and compresses there should it not be).
-        let payloads = events
-            .iter()
-            .map(|e| {
-                Ok((seen(&conn, e, dedup_window)?.is_none()).then(|| payload::encode(&e.payload)))
-            })
-            .collect::<anyhow::Result<Vec<Option<Encoded>>>>()?;
+        // Encoded before the write lock is taken (the worker and retention wait for it), where
+        // the enqueuer has not done it already on the request's thread.
+        let payloads: Vec<Encoded> = events.iter().map(|e| payload::stored(e)).collect();
         // The usual case first: the whole batch, no savepoint (two statements an event fewer,
         // and no page copied aside for a rollback to one). Should one event fail, the batch is
         // written again, each event in a savepoint of its own, so that it alone is refused.
@@ -40,7 +33,7 @@ impl Ingest for Sqlite {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut results = Vec::with_capacity(events.len());
             for (event, stored) in events.iter().zip(&payloads) {
-                match insert(&tx, event, stored.as_ref(), dedup_window) {
+                match insert(&tx, event, stored, dedup_window) {
                     Ok(done) => results.push(Ok(done)),
                     Err(_) => break,
                 }
@@ -56,7 +49,7 @@ impl Ingest for Sqlite {
         let mut results = Vec::with_capacity(events.len());
         for (event, stored) in events.iter().zip(&payloads) {
             let mut sp = tx.savepoint()?;
-            match insert(&sp, event, stored.as_ref(), dedup_window) {
+            match insert(&sp, event, stored, dedup_window) {
                 Ok(done) => {
                     sp.commit()?;
                     results.push(Ok(done));
@@ -117,12 +110,11 @@ fn seen(conn: &Connection, ev: &NewEvent, window: Duration) -> anyhow::Result<Op
         .map(|(first, _)| first))
 }
 
-/// Stores `ev` with its payload as `stored` (compressed here when not given), or finds it a
-/// duplicate.
+/// Stores `ev` with its payload as `stored`, or finds it a duplicate.
 fn insert(
     conn: &Connection,
     ev: &NewEvent,
-    stored: Option<&Encoded>,
+    stored: &Encoded,
     window: Duration,
 ) -> anyhow::Result<Committed> {
     let received = unix_ms(ev.received_at);
@@ -145,14 +137,6 @@ fn insert(
             Some(reason.as_str()),
             &[][..],
         ),
-    };
-    let encoded;
-    let stored = match stored {
-        Some(stored) => stored,
-        None => {
-            encoded = payload::encode(&ev.payload);
-            &encoded
-        }
     };
     conn.prepare_cached(
         "INSERT INTO events (id, source, event_type, delivery_id, received_at, headers, payload,
@@ -284,7 +268,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_event_whose_payload_was_not_compressed_ahead_is_compressed_where_it_is_stored() {
+    fn an_event_whose_payload_was_not_encoded_ahead_is_encoded_where_it_is_stored() {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::super::open(&dir.path().join("fx.db")).unwrap();
         let payload = include_bytes!("../../../tests/fixtures/github/push.4.json");
@@ -296,13 +280,16 @@ mod tests {
             received_at: SystemTime::now(),
             headers: "{}".into(),
             payload: bytes::Bytes::from_static(payload),
+            stored_payload: None,
             outcome: EventOutcome::Failed {
                 rule: None,
                 reason: "none".into(),
             },
         };
 
-        let done = insert(&conn, &event, None, Duration::from_secs(60)).unwrap();
+        let stored = payload::stored(&event);
+        assert_eq!(stored.codec, payload::PayloadCodec::Zstd);
+        let done = insert(&conn, &event, &stored, Duration::from_secs(60)).unwrap();
 
         assert_eq!(done, Committed::Accepted("e-1".into()));
         let (codec, stored): (String, Vec<u8>) = conn
@@ -348,6 +335,7 @@ mod tests {
             received_at: at(120),
             headers: "{}".into(),
             payload: bytes::Bytes::new(),
+            stored_payload: None,
             outcome: EventOutcome::Failed {
                 rule: None,
                 reason: "none".into(),
