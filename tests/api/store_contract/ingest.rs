@@ -96,6 +96,59 @@ fn a_delivery_id_seen_before_the_window_is_accepted_again_and_restarts_it_on_bot
 }
 
 #[test]
+fn an_old_delivery_id_redelivered_twice_in_one_batch_is_accepted_once_on_both_stores() {
+    on_both(|fresh| {
+        let mut store = fresh.open();
+        let t0 = before(now(), 3 * 24 * 3600);
+        store_event(
+            &mut *store,
+            &with_delivery(mapped("e-1", t0, vec![]), "d-1"),
+        );
+        let a = with_delivery(mapped("e-a", now(), vec![queued("a")]), "d-1");
+        let b = with_delivery(mapped("e-b", now(), vec![queued("b")]), "d-1");
+        let other = with_delivery(mapped("e-c", now(), vec![queued("c")]), "d-2");
+
+        let results = store.commit(&[&a, &other, &b], WINDOW).unwrap();
+
+        assert_eq!(
+            results,
+            [
+                Ok(Committed::Accepted("e-a".into())),
+                Ok(Committed::Accepted("e-c".into())),
+                Ok(Committed::Duplicate("e-a".into()))
+            ]
+        );
+        assert_eq!(store.list_events(None, 10).unwrap().len(), 3);
+    });
+}
+
+#[test]
+fn a_batch_of_many_events_is_stored_whole_in_order_with_its_messages_on_both_stores() {
+    on_both(|fresh| {
+        let mut store = fresh.open();
+        let t0 = now();
+        let events: Vec<NewEvent> = (0..40)
+            .map(|i| {
+                with_delivery(
+                    mapped(&format!("e-{i:02}"), t0, vec![queued("x"), queued("y")]),
+                    &format!("d-{i}"),
+                )
+            })
+            .collect();
+        let batch: Vec<&NewEvent> = events.iter().collect();
+
+        let results = store.commit(&batch, WINDOW).unwrap();
+
+        let expected: Vec<Result<Committed, String>> = (0..40)
+            .map(|i| Ok(Committed::Accepted(format!("e-{i:02}"))))
+            .collect();
+        assert_eq!(results, expected);
+        assert_eq!(store.list_events(None, 100).unwrap().len(), 40);
+        assert_eq!(store.list_messages(None, 100).unwrap().len(), 80);
+    });
+}
+
+#[test]
 fn forgotten_delivery_ids_are_new_again_and_the_others_are_kept_on_both_stores() {
     on_both(|fresh| {
         let mut store = fresh.open();
