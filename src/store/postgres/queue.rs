@@ -101,10 +101,12 @@ impl Queue for Postgres {
             let carrier = queued(&row, (11, 13));
             let is_digest: bool = row.get(10);
             if !is_digest {
-                let companions = match merging {
+                let (key, window, fold): (Option<String>, Option<i64>, Option<String>) =
+                    (row.get(11), row.get(12), row.get(13));
+                // A card with neither key has no companions: no scan of the queue for them.
+                let keyed = key.is_some() || fold.is_some();
+                let companions = match merging && keyed {
                     true => {
-                        let (key, window, fold): (Option<String>, Option<i64>, Option<String>) =
-                            (row.get(11), row.get(12), row.get(13));
                         let until = carrier.created_at + window.unwrap_or(0);
                         tx.query(
                             "SELECT m.id, m.event_id, m.body, m.attempts, m.created_at, e.source,

@@ -157,7 +157,9 @@ pub fn claim_next(
     };
     // A digest (or a fold) that failed is retried whole, as it was written.
     if !is_digest {
-        let companions = match merging {
+        // A card with neither key has no companions: no scan of the queue for them.
+        let keyed = coalesce_key.is_some() || fold_key.is_some();
+        let companions = match merging && keyed {
             true => companions(&tx, &queued, now, coalesce_key, window, fold_key)?,
             false => Vec::new(),
         };
