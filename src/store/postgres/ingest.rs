@@ -35,17 +35,7 @@ impl Ingest for Postgres {
             {
                 let tx = client.transaction().await?;
                 let results = if independent(events) {
-                    // Every event's statements at once: tokio-postgres pipelines the requests
-                    // of futures polled together on one connection, so the batch costs a few
-                    // round trips instead of three an event (the server still runs them in
-                    // order, each event's after its own).
-                    join_all(
-                        events
-                            .iter()
-                            .zip(&payloads)
-                            .map(|(event, stored)| insert(&tx, event, stored, dedup_window)),
-                    )
-                    .await
+                    insert_independent(&tx, events, &payloads, dedup_window).await
                 } else {
                     let mut results = Vec::with_capacity(events.len());
                     for (event, stored) in events.iter().zip(&payloads) {
@@ -147,6 +137,164 @@ async fn insert(
     stored: &Encoded<'_>,
     window: Duration,
 ) -> anyhow::Result<Committed> {
+    if let Some(first) = claim_and_store_event(tx, ev, stored, window).await? {
+        return Ok(Committed::Duplicate(first));
+    }
+    let (rule, messages) = rule_and_messages(ev);
+    let scope = rule.map(|r| (ev.source.as_str(), r));
+    let received = unix_ms(ev.received_at);
+    Ok(
+        match insert_messages(tx, &ev.id, scope, 0, messages, received).await? {
+            true => Committed::Suppressed(ev.id.clone()),
+            false => Committed::Accepted(ev.id.clone()),
+        },
+    )
+}
+
+/// Writes independent events (see [`independent`]) with few round trips: every event's
+/// delivery-id claim and row at once (tokio-postgres pipelines the requests of futures polled
+/// together on one connection; each event's statements still run in their order), then all
+/// their messages in one statement, in batch order (so that their ids, which the claim orders
+/// by, keep each event's messages together, as one event at a time does). Any error stands for
+/// the whole batch: its transaction is aborted.
+async fn insert_independent(
+    tx: &Transaction<'_>,
+    events: &[&NewEvent],
+    payloads: &[Encoded<'_>],
+    window: Duration,
+) -> Vec<anyhow::Result<Committed>> {
+    let firsts = join_all(
+        events
+            .iter()
+            .zip(payloads)
+            .map(|(ev, stored)| claim_and_store_event(tx, ev, stored, window)),
+    )
+    .await;
+    let mut rows = MessageRows::default();
+    for (ev, first) in events.iter().zip(&firsts) {
+        if let Ok(None) = first {
+            rows.add(ev);
+        }
+    }
+    let messages = rows.insert(tx).await;
+    events
+        .iter()
+        .zip(firsts)
+        .map(|(ev, first)| match (first, &messages) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(anyhow::anyhow!("{e:#}")),
+            (Ok(Some(first)), Ok(())) => Ok(Committed::Duplicate(first)),
+            (Ok(None), Ok(())) => Ok(Committed::Accepted(ev.id.clone())),
+        })
+        .collect()
+}
+
+/// The messages of a batch's events as columns, for one `INSERT … SELECT FROM unnest(…)`.
+#[derive(Default)]
+struct MessageRows<'a> {
+    event_id: Vec<&'a str>,
+    seq: Vec<i64>,
+    body: Vec<&'a str>,
+    state: Vec<&'static str>,
+    at: Vec<i64>,
+    last_error: Vec<Option<&'a str>>,
+    send_order: Vec<i32>,
+    coalesce_key: Vec<Option<&'a str>>,
+    coalesce_window_ms: Vec<Option<i64>>,
+    fold_key: Vec<Option<&'a str>>,
+    fold_state: Vec<Option<&'a str>>,
+    merge_spec: Vec<Option<&'a str>>,
+}
+
+impl<'a> MessageRows<'a> {
+    /// `ev`'s messages, numbered from 0, queued or failed (no repeats: see [`independent`]).
+    fn add(&mut self, ev: &'a NewEvent) {
+        let (_, messages) = rule_and_messages(ev);
+        for (i, m) in messages.iter().enumerate() {
+            let storm = &m.storm;
+            self.event_id.push(&ev.id);
+            self.seq.push(i as i64);
+            self.body.push(&m.body);
+            self.state.push(match &m.failed {
+                Some(_) => MessageState::Failed.as_str(),
+                None => MessageState::Queued.as_str(),
+            });
+            self.at.push(unix_ms(ev.received_at));
+            self.last_error.push(m.failed.as_deref());
+            self.send_order
+                .push(if storm.high_priority { 0 } else { 1 });
+            self.coalesce_key
+                .push(storm.coalesce.as_ref().map(|(k, _)| k.as_str()));
+            self.coalesce_window_ms
+                .push(storm.coalesce.as_ref().map(|(_, w)| w.as_millis() as i64));
+            self.fold_key
+                .push(storm.fold.as_ref().map(|(k, _)| k.as_str()));
+            self.fold_state
+                .push(storm.fold.as_ref().map(|(_, s)| s.as_str()));
+            self.merge_spec.push(storm.merge.as_deref());
+        }
+    }
+
+    /// Inserts them in the order they were added.
+    async fn insert(&self, tx: &Transaction<'_>) -> anyhow::Result<()> {
+        if self.event_id.is_empty() {
+            return Ok(());
+        }
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at,
+                                       last_error, created_at, updated_at, send_order,
+                                       coalesce_key, coalesce_window_ms, fold_key, fold_state,
+                                       suppressed_before, merge_spec)
+                 SELECT event_id, seq, body, state, 0, at, last_error, at, at, send_order,
+                        coalesce_key, coalesce_window_ms, fold_key, fold_state, 0, merge_spec
+                 FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[],
+                             $6::TEXT[], $7::INT[], $8::TEXT[], $9::BIGINT[], $10::TEXT[],
+                             $11::TEXT[], $12::TEXT[])
+                      WITH ORDINALITY AS m (event_id, seq, body, state, at, last_error,
+                                            send_order, coalesce_key, coalesce_window_ms,
+                                            fold_key, fold_state, merge_spec, n)
+                 ORDER BY n",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &self.event_id,
+                &self.seq,
+                &self.body,
+                &self.state,
+                &self.at,
+                &self.last_error,
+                &self.send_order,
+                &self.coalesce_key,
+                &self.coalesce_window_ms,
+                &self.fold_key,
+                &self.fold_state,
+                &self.merge_spec,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The rule that mapped `ev` and its messages (none for an event whose mapping failed).
+fn rule_and_messages(ev: &NewEvent) -> (Option<&str>, &[NewMessage]) {
+    match &ev.outcome {
+        EventOutcome::Mapped { rule, messages } => (Some(rule.as_str()), &messages[..]),
+        EventOutcome::Failed { rule, .. } => (rule.as_deref(), &[][..]),
+    }
+}
+
+/// Claims `ev`'s delivery id and stores its row: `Some(first event's id)` when the id was seen
+/// within `window` (nothing stored), else `None` (its messages are still to be written).
+async fn claim_and_store_event(
+    tx: &Transaction<'_>,
+    ev: &NewEvent,
+    stored: &Encoded<'_>,
+    window: Duration,
+) -> anyhow::Result<Option<String>> {
     let received = unix_ms(ev.received_at);
     if let Some(delivery_id) = &ev.delivery_id {
         let claim = tx
@@ -167,7 +315,7 @@ async fn insert(
                 .await
                 .map(|r| (r.get(0), r.get(1)))?;
             if received - seen_at < window.as_millis() as i64 {
-                return Ok(Committed::Duplicate(first));
+                return Ok(Some(first));
             }
             // Seen before the window: this delivery is new again.
             tx.execute(
@@ -177,16 +325,11 @@ async fn insert(
             .await?;
         }
     }
-    let (state, rule, error, messages) = match &ev.outcome {
-        EventOutcome::Mapped { rule, messages } => {
-            (EventState::Mapped, Some(rule.as_str()), None, &messages[..])
+    let (state, rule, error) = match &ev.outcome {
+        EventOutcome::Mapped { rule, .. } => (EventState::Mapped, Some(rule.as_str()), None),
+        EventOutcome::Failed { rule, reason } => {
+            (EventState::Failed, rule.as_deref(), Some(reason.as_str()))
         }
-        EventOutcome::Failed { rule, reason } => (
-            EventState::Failed,
-            rule.as_deref(),
-            Some(reason.as_str()),
-            &[][..],
-        ),
     };
     let insert_event = tx
         .prepare_cached(
@@ -212,13 +355,7 @@ async fn insert(
         ],
     )
     .await?;
-    let scope = rule.map(|r| (ev.source.as_str(), r));
-    Ok(
-        match insert_messages(tx, &ev.id, scope, 0, messages, received).await? {
-            true => Committed::Suppressed(ev.id.clone()),
-            false => Committed::Accepted(ev.id.clone()),
-        },
-    )
+    Ok(None)
 }
 
 /// Opens the repeat window of `key` (`Some(held back in the previous one)`) or counts a repeat

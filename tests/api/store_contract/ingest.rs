@@ -144,7 +144,22 @@ fn a_batch_of_many_events_is_stored_whole_in_order_with_its_messages_on_both_sto
             .collect();
         assert_eq!(results, expected);
         assert_eq!(store.list_events(None, 100).unwrap().len(), 40);
-        assert_eq!(store.list_messages(None, 100).unwrap().len(), 80);
+        // Newest first: ids follow the batch, each event's messages together and in order
+        // (the claim sends messages of one time in id order).
+        let written: Vec<(String, i64)> = store
+            .list_messages(None, 100)
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|m| {
+                let event = m["event_id"].as_str().unwrap_or_default().to_string();
+                (event, m["seq"].as_i64().unwrap_or(-1))
+            })
+            .collect();
+        let expected: Vec<(String, i64)> = (0..40)
+            .flat_map(|i| [0, 1].map(|seq| (format!("e-{i:02}"), seq)))
+            .collect();
+        assert_eq!(written, expected);
     });
 }
 
