@@ -145,6 +145,13 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX messages_by_event;
     DROP INDEX events_by_state;
     "#,
+    // 5: dropping payloads after `delivery.keep_payloads` reads only the events that still
+    //    hold one (as SQLite's migration 6): through `events_by_time` every batch read every
+    //    older event again, payload dropped or not.
+    r#"
+    CREATE INDEX events_with_payload ON events (received_at)
+        WHERE state = 'mapped' AND octet_length(payload) > 0;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -399,6 +399,17 @@ impl Queue for Sqlite {
     }
 }
 
+/// One batch of [`drop_payloads`]. Its terms `state = 'mapped' AND length(payload) > 0` are
+/// those of the partial index `events_with_payload` (migration 6), so that it reads only events
+/// that still hold a payload, not every older one again.
+const DROP_PAYLOADS: &str =
+    "UPDATE events SET payload = X'', payload_codec = 'identity' WHERE id IN (
+    SELECT id FROM events
+    WHERE received_at < ?1 AND state = 'mapped' AND length(payload) > 0
+      AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
+                      AND m.state NOT IN ('delivered', 'coalesced', 'suppressed'))
+    LIMIT 500)";
+
 /// See [`Queue::drop_payloads`]: in batches of 500, each its own short transaction.
 ///
 /// # Errors
@@ -408,15 +419,7 @@ pub fn drop_payloads(conn: &Connection, now: SystemTime, keep: Duration) -> anyh
     conn.execute("DELETE FROM repeats WHERE until < ?1", params![cutoff])?;
     let mut total = 0;
     loop {
-        let n = conn.execute(
-            "UPDATE events SET payload = X'', payload_codec = 'identity' WHERE id IN (
-                SELECT id FROM events
-                WHERE received_at < ?1 AND state = 'mapped' AND length(payload) > 0
-                  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event_id = events.id
-                                  AND m.state NOT IN ('delivered', 'coalesced', 'suppressed'))
-                LIMIT 500)",
-            params![cutoff],
-        )?;
+        let n = conn.execute(DROP_PAYLOADS, params![cutoff])?;
         total += n;
         if n < 500 {
             return Ok(total);
@@ -429,6 +432,24 @@ pub fn drop_payloads(conn: &Connection, now: SystemTime, keep: Duration) -> anyh
 mod tests {
     use super::*;
     use crate::store::sqlite::open;
+
+    #[test]
+    fn dropping_payloads_reads_only_the_events_that_still_hold_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("fx.db")).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {DROP_PAYLOADS}"))
+            .unwrap()
+            .query_map(params![0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX events_with_payload")),
+            "{plan:?}"
+        );
+    }
 
     #[test]
     fn pruning_removes_events_past_their_retention_and_never_one_still_waiting() {
