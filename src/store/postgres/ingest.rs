@@ -3,8 +3,9 @@
 //! should one fail, the batch is written again, each event in a savepoint of its own. The
 //! delivery id is claimed with `INSERT … ON CONFLICT DO NOTHING RETURNING`: a plain unique
 //! violation would abort the batch's transaction, and two processes inserting one id at once
-//! wait on the key, so the second sees the first's row and answers duplicate. Payloads are
-//! compressed before the transaction begins (see [`crate::store::payload`]).
+//! wait on the key, so the second sees the first's row and answers duplicate. Payloads come
+//! compressed by the enqueuer, else are compressed before the transaction begins (see
+//! [`crate::store::payload::stored`]). An event's messages go in one statement.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -173,7 +174,8 @@ async fn insert_independent(
     let mut rows = MessageRows::default();
     for (ev, first) in events.iter().zip(&firsts) {
         if let Ok(None) = first {
-            rows.add(ev);
+            let (_, messages) = rule_and_messages(ev);
+            rows.add(&ev.id, 0, messages, (false, 0), unix_ms(ev.received_at));
         }
     }
     let messages = rows.insert(tx).await;
@@ -189,7 +191,8 @@ async fn insert_independent(
         .collect()
 }
 
-/// The messages of a batch's events as columns, for one `INSERT … SELECT FROM unnest(…)`.
+/// Messages as columns, for one `INSERT … SELECT FROM unnest(…)` in the order they were added:
+/// an event's (see [`insert_messages`]) or a whole batch's (see [`insert_independent`]).
 #[derive(Default)]
 struct MessageRows<'a> {
     event_id: Vec<&'a str>,
@@ -203,23 +206,34 @@ struct MessageRows<'a> {
     coalesce_window_ms: Vec<Option<i64>>,
     fold_key: Vec<Option<&'a str>>,
     fold_state: Vec<Option<&'a str>>,
+    suppressed_before: Vec<i64>,
     merge_spec: Vec<Option<&'a str>>,
 }
 
 impl<'a> MessageRows<'a> {
-    /// `ev`'s messages, numbered from 0, queued or failed (no repeats: see [`independent`]).
-    fn add(&mut self, ev: &'a NewEvent) {
-        let (_, messages) = rule_and_messages(ev);
+    /// An event's messages, numbered from `first_seq`, written at `now_ms`: failed with their
+    /// reason, else queued, or suppressed when `held` back as a repeat; `before` is the count
+    /// of repeats held back before them (see [`insert_messages`]).
+    fn add(
+        &mut self,
+        event_id: &'a str,
+        first_seq: i64,
+        messages: &'a [NewMessage],
+        (held, before): (bool, i64),
+        now_ms: i64,
+    ) {
         for (i, m) in messages.iter().enumerate() {
+            let state = match (&m.failed, held) {
+                (Some(_), _) => MessageState::Failed,
+                (None, true) => MessageState::Suppressed,
+                (None, false) => MessageState::Queued,
+            };
             let storm = &m.storm;
-            self.event_id.push(&ev.id);
-            self.seq.push(i as i64);
+            self.event_id.push(event_id);
+            self.seq.push(first_seq + i as i64);
             self.body.push(&m.body);
-            self.state.push(match &m.failed {
-                Some(_) => MessageState::Failed.as_str(),
-                None => MessageState::Queued.as_str(),
-            });
-            self.at.push(unix_ms(ev.received_at));
+            self.state.push(state.as_str());
+            self.at.push(now_ms);
             self.last_error.push(m.failed.as_deref());
             self.send_order
                 .push(if storm.high_priority { 0 } else { 1 });
@@ -231,6 +245,7 @@ impl<'a> MessageRows<'a> {
                 .push(storm.fold.as_ref().map(|(k, _)| k.as_str()));
             self.fold_state
                 .push(storm.fold.as_ref().map(|(_, s)| s.as_str()));
+            self.suppressed_before.push(before);
             self.merge_spec.push(storm.merge.as_deref());
         }
     }
@@ -247,13 +262,15 @@ impl<'a> MessageRows<'a> {
                                        coalesce_key, coalesce_window_ms, fold_key, fold_state,
                                        suppressed_before, merge_spec)
                  SELECT event_id, seq, body, state, 0, at, last_error, at, at, send_order,
-                        coalesce_key, coalesce_window_ms, fold_key, fold_state, 0, merge_spec
+                        coalesce_key, coalesce_window_ms, fold_key, fold_state,
+                        suppressed_before, merge_spec
                  FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[],
                              $6::TEXT[], $7::INT[], $8::TEXT[], $9::BIGINT[], $10::TEXT[],
-                             $11::TEXT[], $12::TEXT[])
+                             $11::TEXT[], $12::BIGINT[], $13::TEXT[])
                       WITH ORDINALITY AS m (event_id, seq, body, state, at, last_error,
                                             send_order, coalesce_key, coalesce_window_ms,
-                                            fold_key, fold_state, merge_spec, n)
+                                            fold_key, fold_state, suppressed_before,
+                                            merge_spec, n)
                  ORDER BY n",
             )
             .await?;
@@ -271,6 +288,7 @@ impl<'a> MessageRows<'a> {
                 &self.coalesce_window_ms,
                 &self.fold_key,
                 &self.fold_state,
+                &self.suppressed_before,
                 &self.merge_spec,
             ],
         )
@@ -427,42 +445,8 @@ pub async fn insert_messages(
             }
         }
     };
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO messages (event_id, seq, body, state, attempts, next_attempt_at, last_error,
-                                   created_at, updated_at, send_order, coalesce_key,
-                                   coalesce_window_ms, fold_key, fold_state, suppressed_before,
-                                   merge_spec)
-             VALUES ($1, $2, $3, $4, 0, $5, $6, $5, $5, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .await?;
-    for (i, m) in messages.iter().enumerate() {
-        let state = match (&m.failed, held) {
-            (Some(_), _) => MessageState::Failed,
-            (None, true) => MessageState::Suppressed,
-            (None, false) => MessageState::Queued,
-        };
-        let storm = &m.storm;
-        let order: i32 = if storm.high_priority { 0 } else { 1 };
-        tx.execute(
-            &stmt,
-            &[
-                &event_id,
-                &(first_seq + i as i64),
-                &m.body,
-                &state.as_str(),
-                &now_ms,
-                &m.failed,
-                &order,
-                &storm.coalesce.as_ref().map(|(k, _)| k.as_str()),
-                &storm.coalesce.as_ref().map(|(_, w)| w.as_millis() as i64),
-                &storm.fold.as_ref().map(|(k, _)| k.as_str()),
-                &storm.fold.as_ref().map(|(_, s)| s.as_str()),
-                &before,
-                &storm.merge,
-            ],
-        )
-        .await?;
-    }
+    let mut rows = MessageRows::default();
+    rows.add(event_id, first_seq, messages, (held, before), now_ms);
+    rows.insert(tx).await?;
     Ok(held)
 }

@@ -1,7 +1,8 @@
 //! The ingest writer's statements: a batch of events in one transaction (written again with
-//! each event in a savepoint of its own should one fail); dedup checked and recorded in the same transaction as the event, so that two
-//! requests with one delivery id cannot both be accepted. Payloads are compressed before the
-//! transaction begins (see [`crate::store::payload`]).
+//! each event in a savepoint of its own should one fail); dedup checked and recorded in the same
+//! transaction as the event, so that two requests with one delivery id cannot both be accepted.
+//! Payloads come compressed by the enqueuer, else are compressed before the transaction begins
+//! (see [`crate::store::payload::stored`]).
 
 use std::time::{Duration, SystemTime};
 
